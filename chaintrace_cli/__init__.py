@@ -1,0 +1,1 @@
+"""The ``chaintrace`` command line: one entry point, a sub-command group per component."""

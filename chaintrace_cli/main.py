@@ -1,0 +1,13 @@
+"""``chaintrace``: the project's single command-line entry point."""
+
+from __future__ import annotations
+
+import typer
+
+from lineage.cli import app as lineage_app
+
+app = typer.Typer(help="chaintrace: full-chain traceability for public data.", no_args_is_help=True)
+app.add_typer(lineage_app, name="lineage")
+
+if __name__ == "__main__":
+    app()

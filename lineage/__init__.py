@@ -1,0 +1,1 @@
+"""chaintrace lineage service: ingest OpenLineage events, keep them, answer lineage graph queries."""

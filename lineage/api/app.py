@@ -1,0 +1,52 @@
+"""The FastAPI application of the lineage service."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.responses import Response
+
+from lineage.api import routes_graph, routes_ingest, routes_read
+from lineage.api.errors import install_error_handlers, json_response
+from lineage.context import LineageContext
+from lineage.settings import LineageSettings
+
+API_VERSION = "0.1.0"
+
+
+def create_app(context: LineageContext | None = None, settings: LineageSettings | None = None) -> FastAPI:
+    """Build the app around ``context`` (or a context built from ``settings`` / the environment)."""
+    ctx = context or LineageContext.build(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        ctx.start()
+        try:
+            yield
+        finally:
+            ctx.close()
+
+    app = FastAPI(
+        title="chaintrace lineage service",
+        version=API_VERSION,
+        description="OpenLineage ingest and a Marquez-compatible read API, with quality and governance.",
+        lifespan=lifespan,
+    )
+    app.state.context = ctx
+    install_error_handlers(app)
+    app.include_router(routes_ingest.router)
+    app.include_router(routes_read.router)
+    app.include_router(routes_graph.router)
+
+    @app.get("/healthz", tags=["Service"], summary="Liveness and store reachability")
+    def healthz() -> Response:
+        return json_response({"status": "ok"})
+
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (multi-worker serving): settings from the environment."""
+    return create_app(settings=LineageSettings())

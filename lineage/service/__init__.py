@@ -1,0 +1,1 @@
+"""Lineage service: ingestion-side logic (validation, ...)."""

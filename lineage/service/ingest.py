@@ -1,0 +1,318 @@
+"""Ingest: decode, validate, fingerprint and store OpenLineage events.
+
+Requests do the CPU work (parse, validate) themselves and hand the prepared events to one writer thread
+that commits whatever has queued up in a single transaction (group commit). A request is answered only
+after its events are committed, so an acknowledged event survives a crash of the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+import logging
+import queue
+import threading
+import zlib
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine
+
+from lineage.service.validation import EventValidator, FacetWarning, FieldError
+from lineage.store import times
+from lineage.store.events import PreparedEvent, append_events
+from lineage.store.projector import run_key
+
+log = logging.getLogger(__name__)
+
+# Longest names the store indexes (bytes of UTF-8). Composite keys of several names must fit in a
+# PostgreSQL b-tree entry (about 2.7 KB), so names are capped below Marquez's 1,024 characters.
+MAX_NAMESPACE_BYTES = 256
+MAX_NAME_BYTES = 640
+MAX_FIELD_BYTES = 256
+
+
+class BodyError(Exception):
+    """A request body that cannot be read as events at all (-> 400, 413, 415)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(slots=True)
+class EventResult:
+    """What happened to one event of a request."""
+
+    index: int
+    status: str  # "created" | "duplicate" | "rejected"
+    errors: list[FieldError] = field(default_factory=list)
+    facet_warnings: list[FacetWarning] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> bool:
+        return self.status != "rejected"
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"index": self.index, "status": self.status}
+        if self.errors:
+            body["errors"] = [{"path": e.path, "message": e.message} for e in self.errors]
+        if self.facet_warnings:
+            body["facetWarnings"] = [
+                {"path": w.path, "facet": w.facet, "message": w.message} for w in self.facet_warnings
+            ]
+        return body
+
+
+def decode_body(body: bytes, content_encoding: str | None, max_bytes: int) -> bytes:
+    """Undo gzip/deflate and enforce the size limit on both the wire and the decoded body."""
+    if len(body) > max_bytes:
+        raise BodyError(413, f"request body is {len(body)} bytes; the limit is {max_bytes}")
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise BodyError(415, f"unsupported Content-Encoding {content_encoding!r} (use gzip or none)")
+    try:
+        wbits = 16 + zlib.MAX_WBITS if encoding != "deflate" else zlib.MAX_WBITS
+        inflater = zlib.decompressobj(wbits)
+        # Bounded inflate: a zip bomb stops at the limit instead of filling memory.
+        out = inflater.decompress(body, max_bytes + 1)
+        if len(out) > max_bytes or inflater.unconsumed_tail:
+            raise BodyError(413, f"decompressed body exceeds the limit of {max_bytes} bytes")
+        if not inflater.eof:
+            raise BodyError(400, f"truncated {encoding} body")
+        return out
+    except (zlib.error, gzip.BadGzipFile, EOFError) as exc:
+        raise BodyError(400, f"body is not valid {encoding}: {exc}") from exc
+
+
+def parse_json(body: bytes) -> Any:
+    if not body.strip():
+        raise BodyError(400, "empty request body; expected an OpenLineage event as JSON")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BodyError(400, f"invalid JSON: {exc}") from exc
+
+
+def parse_batch(body: bytes, content_type: str | None) -> list[Any]:
+    """A JSON array of events, or NDJSON (one event per line)."""
+    stripped = body.strip()
+    if not stripped:
+        raise BodyError(400, "empty request body; expected a JSON array or NDJSON of events")
+    if stripped[:1] == b"[":
+        parsed = parse_json(stripped)
+        if not isinstance(parsed, list):
+            raise BodyError(400, "expected a JSON array of events")
+        return parsed
+    events: list[Any] = []
+    for number, line in enumerate(stripped.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            events.append(orjson.loads(line))
+        except orjson.JSONDecodeError as exc:
+            raise BodyError(400, f"invalid JSON on NDJSON line {number}: {exc}") from exc
+    return events
+
+
+def _check_name(errors: list[FieldError], path: str, value: Any, limit: int) -> None:
+    if not isinstance(value, str):
+        return
+    if "\x00" in value:
+        errors.append(FieldError(path, "must not contain the NUL character"))
+    elif len(value.encode("utf-8", "surrogatepass")) > limit:
+        errors.append(FieldError(path, f"is longer than {limit} bytes"))
+    elif not value:
+        errors.append(FieldError(path, "must not be empty"))
+
+
+def _store_limits(event: dict[str, Any]) -> list[FieldError]:
+    """Checks the schema cannot express but the store needs (index sizes, NUL bytes)."""
+    errors: list[FieldError] = []
+    job = event.get("job")
+    if isinstance(job, dict):
+        _check_name(errors, "job.namespace", job.get("namespace"), MAX_NAMESPACE_BYTES)
+        _check_name(errors, "job.name", job.get("name"), MAX_NAME_BYTES)
+    groups: list[tuple[str, Any]] = [("inputs", event.get("inputs")), ("outputs", event.get("outputs"))]
+    if isinstance(event.get("dataset"), dict):
+        groups.append(("dataset", [event["dataset"]]))
+    for key, items in groups:
+        if not isinstance(items, list):
+            continue
+        for i, ds in enumerate(items):
+            if not isinstance(ds, dict):
+                continue
+            base = key if key == "dataset" else f"{key}[{i}]"
+            _check_name(errors, f"{base}.namespace", ds.get("namespace"), MAX_NAMESPACE_BYTES)
+            _check_name(errors, f"{base}.name", ds.get("name"), MAX_NAME_BYTES)
+            facets = ds.get("facets")
+            lineage = facets.get("columnLineage") if isinstance(facets, dict) else None
+            fields = lineage.get("fields") if isinstance(lineage, dict) else None
+            if isinstance(fields, dict):
+                for name in fields:
+                    _check_name(errors, f"{base}.facets.columnLineage.fields", name, MAX_FIELD_BYTES)
+    return errors
+
+
+class IngestService:
+    """Validates events and stores them through the group-commit writer."""
+
+    def __init__(self, engine: Engine, validator: EventValidator, *, commit_batch_max: int = 2_000) -> None:
+        self.engine = engine
+        self.validator = validator
+        self.writer = GroupCommitWriter(engine, commit_batch_max=commit_batch_max)
+
+    def prepare(self, index: int, event: Any) -> tuple[PreparedEvent | None, EventResult]:
+        outcome = self.validator.validate(event)
+        result = EventResult(index, "rejected", list(outcome.errors), list(outcome.facet_warnings))
+        if not outcome.ok or not isinstance(event, dict):
+            return None, result
+        result.errors.extend(_store_limits(event))
+        try:
+            event_time = times.normalize_time(str(event["eventTime"]))
+        except (ValueError, OverflowError) as exc:
+            result.errors.append(FieldError("eventTime", f"not a usable date-time: {exc}"))
+        if result.errors:
+            return None, result
+        run = event.get("run") if isinstance(event.get("run"), dict) else {}
+        job = event.get("job") if isinstance(event.get("job"), dict) else {}
+        warnings = (
+            orjson.dumps([{"path": w.path, "facet": w.facet, "message": w.message}
+                          for w in outcome.facet_warnings]).decode()
+            if outcome.facet_warnings else None
+        )
+        prepared = PreparedEvent(
+            event_hash=hashlib.sha256(orjson.dumps(event, option=orjson.OPT_SORT_KEYS)).hexdigest(),
+            kind=outcome.kind,
+            event_type=str(event["eventType"]) if event.get("eventType") is not None else None,
+            event_time=event_time,
+            run_id=run_key(run["runId"]) if run.get("runId") is not None else None,
+            job_namespace=job.get("namespace"),
+            job_name=job.get("name"),
+            payload=orjson.dumps(event).decode(),
+            facet_warnings=warnings,
+            event=event,
+        )
+        return prepared, result
+
+    def prepare_all(self, events: Sequence[Any]) -> tuple[list[PreparedEvent], list[EventResult]]:
+        prepared: list[PreparedEvent] = []
+        results: list[EventResult] = []
+        for index, event in enumerate(events):
+            ready, result = self.prepare(index, event)
+            results.append(result)
+            if ready is not None:
+                prepared.append(ready)
+        return prepared, results
+
+    def _apply(self, results: list[EventResult], new_flags: list[bool]) -> list[EventResult]:
+        flags = iter(new_flags)
+        for result in results:
+            if not result.errors:
+                result.status = "created" if next(flags) else "duplicate"
+        return results
+
+    async def ingest(self, events: Sequence[Any]) -> list[EventResult]:
+        """Validate ``events``; store the valid ones in one transaction; a result per event."""
+        prepared, results = self.prepare_all(events)
+        if prepared:
+            flags = await asyncio.wrap_future(self.writer.submit(prepared))
+            self._apply(results, flags)
+        return results
+
+    def ingest_sync(self, events: Sequence[Any]) -> list[EventResult]:
+        prepared, results = self.prepare_all(events)
+        if prepared:
+            self._apply(results, self.writer.submit(prepared).result())
+        return results
+
+
+_Item = tuple[list[PreparedEvent], "Future[list[bool]]"]
+
+
+class GroupCommitWriter:
+    """One thread that commits queued batches together; callers wait on a Future."""
+
+    def __init__(self, engine: Engine, *, commit_batch_max: int = 2_000) -> None:
+        self.engine = engine
+        self.commit_batch_max = commit_batch_max
+        self.listeners: list[Callable[[int], None]] = []
+        self._queue: queue.Queue[_Item | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.commits = 0
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="lineage-writer", daemon=True)
+                self._thread.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            thread.join(timeout=30)
+
+    def submit(self, batch: list[PreparedEvent]) -> Future[list[bool]]:
+        future: Future[list[bool]] = Future()
+        self.start()
+        self._queue.put((batch, future))
+        return future
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            items = [item]
+            size = len(item[0])
+            while size < self.commit_batch_max:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)  # finish this round, then stop
+                    break
+                items.append(more)
+                size += len(more[0])
+            self._commit(items)
+
+    def _commit(self, items: list[_Item]) -> None:
+        try:
+            flags = self._write([e for batch, _ in items for e in batch])
+        except Exception:
+            if len(items) == 1:
+                log.exception("storing %d events failed", len(items[0][0]))
+                items[0][1].set_exception(RuntimeError("the lineage store could not store the events"))
+                return
+            # One request's events must not fail another's: retry each request on its own.
+            for single in items:
+                self._commit([single])
+            return
+        offset = 0
+        for batch, future in items:
+            future.set_result(flags[offset : offset + len(batch)])
+            offset += len(batch)
+
+    def _write(self, events: list[PreparedEvent]) -> list[bool]:
+        received = times.now()
+        with self.engine.begin() as connection:
+            flags = append_events(connection, events, received)
+        self.commits += 1
+        created = sum(flags)
+        for listener in self.listeners:
+            try:
+                listener(created)
+            except Exception:  # a listener (cache, stream) must never lose a stored event
+                log.exception("ingest listener failed")
+        return flags

@@ -1,0 +1,38 @@
+"""Typed settings of the lineage service.
+
+Precedence, highest first: explicit arguments (CLI flags) > environment variables (``CHAINTRACE_*``)
+> a ``.env`` file in the working directory > the defaults below. This mirrors openlineage-python's
+client config: one object, built once, passed down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class LineageSettings(BaseSettings):
+    """Settings of the lineage service (``CHAINTRACE_`` environment prefix)."""
+
+    model_config = SettingsConfigDict(env_prefix="CHAINTRACE_", env_file=".env", extra="ignore")
+
+    data_root: Path = Field(default=Path("data"), description="Root folder of the data zones and the store.")
+    db_url: str | None = Field(
+        default=None, description="SQLAlchemy URL of the store; default: SQLite file under data_root."
+    )
+    host: str = "127.0.0.1"
+    port: int = 5000
+    max_body_bytes: int = Field(default=5 * 1024 * 1024, description="Request bodies above this get 413.")
+    max_batch_events: int = Field(default=10_000, description="Most events one batch request may carry.")
+    commit_batch_max: int = Field(default=2_000, description="Most events the writer commits at once.")
+    spec_dir: Path | None = Field(default=None, description="OpenLineage JSON Schema folder (vendored copy).")
+    log_level: str = "info"
+
+    def resolved_db_url(self) -> str:
+        """The store URL: ``db_url`` when set, else a SQLite file under the data root."""
+        if self.db_url:
+            return self.db_url
+        path = (self.data_root / "lineage" / "lineage.db").resolve()
+        return f"sqlite:///{path}"

@@ -1,0 +1,1 @@
+"""The lineage store: raw events (append-only) and the graph derived from them."""

@@ -1,0 +1,216 @@
+"""Raw event log: append-only, idempotent insert, and the operations built on replaying it.
+
+The derived tables are a function of this log. ``rebuild`` empties them and replays the log,
+``retention`` deletes old events and rebuilds, ``graph_hash`` fingerprints the derived state so
+two stores (or one store before and after a rebuild) can be compared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Engine, delete, func, select, text
+
+from lineage.store import schema as s
+from lineage.store.projector import StoredEvent, project
+
+#: Columns that are bookkeeping, not graph: left out of the graph hash.
+_UNHASHED = {"seq"}
+_CHUNK = 500  # SQLite allows 32k bound variables; keep IN lists well below that
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedEvent:
+    """A validated event, parsed and fingerprinted, waiting to be stored."""
+
+    event_hash: str
+    kind: str
+    event_type: str | None
+    event_time: str
+    run_id: str | None
+    job_namespace: str | None
+    job_name: str | None
+    payload: str
+    facet_warnings: str | None
+    event: dict[str, Any]
+
+
+_INSERT_SQL = (
+    "INSERT INTO events (event_hash, kind, event_type, event_time, run_id, job_namespace, job_name, "
+    "received_at, payload, facet_warnings) VALUES (:event_hash, :kind, :event_type, :event_time, :run_id, "
+    ":job_namespace, :job_name, :received_at, :payload, :facet_warnings) ON CONFLICT (event_hash) DO NOTHING"
+)
+
+
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+def _ids_by_hash(connection: Connection, hashes: Sequence[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for chunk in _chunks(hashes):
+        rows = connection.execute(
+            select(s.events.c.event_hash, s.events.c.id).where(s.events.c.event_hash.in_(chunk))
+        )
+        found.update({h: int(i) for h, i in rows})
+    return found
+
+
+def lock_writers(connection: Connection) -> None:
+    """Serialise writers on PostgreSQL so ``seq`` (the event id) grows in commit order.
+
+    SQLite already allows one writer at a time.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(7345120931)"))
+
+
+def append_events(connection: Connection, batch: Sequence[PreparedEvent], received_at: str) -> list[bool]:
+    """Store ``batch`` (inside the caller's transaction) and project the new events.
+
+    Returns, per event, True when it was new and False when the store already had it (or an earlier
+    event of the same batch was the same event).
+    """
+    lock_writers(connection)
+    hashes = [p.event_hash for p in batch]
+    known = _ids_by_hash(connection, list(dict.fromkeys(hashes)))
+    fresh: dict[str, PreparedEvent] = {}
+    is_new: list[bool] = []
+    for prepared in batch:
+        new = prepared.event_hash not in known and prepared.event_hash not in fresh
+        if new:
+            fresh[prepared.event_hash] = prepared
+        is_new.append(new)
+    if fresh:
+        connection.execute(
+            text(_INSERT_SQL),
+            [
+                {
+                    "event_hash": p.event_hash, "kind": p.kind, "event_type": p.event_type,
+                    "event_time": p.event_time, "run_id": p.run_id, "job_namespace": p.job_namespace,
+                    "job_name": p.job_name, "received_at": received_at, "payload": p.payload,
+                    "facet_warnings": p.facet_warnings,
+                }
+                for p in fresh.values()
+            ],
+        )
+        ids = _ids_by_hash(connection, list(fresh))
+        project(
+            connection,
+            (StoredEvent(ids[h], h, p.event_time, p.event) for h, p in fresh.items() if h in ids),
+        )
+    return is_new
+
+
+def iter_stored_events(connection: Connection, batch_size: int = 2_000) -> Iterator[list[StoredEvent]]:
+    """All raw events in id order, in batches, parsed."""
+    last = 0
+    while True:
+        rows = connection.execute(
+            select(s.events.c.id, s.events.c.event_hash, s.events.c.event_time, s.events.c.payload)
+            .where(s.events.c.id > last)
+            .order_by(s.events.c.id)
+            .limit(batch_size)
+        ).all()
+        if not rows:
+            return
+        last = int(rows[-1][0])
+        yield [StoredEvent(int(i), h, t, orjson.loads(p)) for i, h, t, p in rows]
+
+
+def bump_generation(connection: Connection) -> None:
+    """Tell in-memory indexes that the derived tables were replaced wholesale."""
+    current = connection.execute(
+        select(s.store_meta.c.value).where(s.store_meta.c.key == "generation")
+    ).scalar()
+    value = str(int(current or 0) + 1)
+    if current is None:
+        connection.execute(s.store_meta.insert().values(key="generation", value=value))
+    else:
+        connection.execute(
+            s.store_meta.update().where(s.store_meta.c.key == "generation").values(value=value)
+        )
+
+
+def generation(connection: Connection) -> int:
+    value = connection.execute(
+        select(s.store_meta.c.value).where(s.store_meta.c.key == "generation")
+    ).scalar()
+    return int(value or 0)
+
+
+def rebuild(
+    engine: Engine, *, batch_size: int = 2_000, progress: Callable[[int], None] | None = None
+) -> int:
+    """Empty the derived tables and replay every raw event, in one transaction. Returns events replayed."""
+    with engine.begin() as connection:
+        return rebuild_in(connection, batch_size=batch_size, progress=progress)
+
+
+def rebuild_in(
+    connection: Connection, *, batch_size: int = 2_000, progress: Callable[[int], None] | None = None
+) -> int:
+    """:func:`rebuild` inside the caller's transaction."""
+    lock_writers(connection)
+    for table in s.DERIVED_TABLES:
+        connection.execute(delete(table))
+    replayed = 0
+    for events in iter_stored_events(connection, batch_size):
+        project(connection, events)
+        replayed += len(events)
+        if progress is not None:
+            progress(replayed)
+    bump_generation(connection)
+    return replayed
+
+
+def graph_hash(engine: Engine) -> str:
+    """SHA-256 over every derived row (sorted by primary key), bookkeeping columns left out."""
+    digest = hashlib.sha256()
+    with engine.connect() as connection:
+        for table in s.DERIVED_TABLES:
+            cols = [c for c in table.columns if c.name not in _UNHASHED]
+            order = [c for c in table.primary_key.columns]
+            digest.update(table.name.encode())
+            for row in connection.execute(select(*cols).order_by(*order)):
+                digest.update(orjson.dumps(list(row)))
+    return digest.hexdigest()
+
+
+def counts(engine: Engine) -> dict[str, int]:
+    """Row counts of the raw log and every derived table."""
+    with engine.connect() as connection:
+        return {
+            table.name: int(connection.execute(select(func.count()).select_from(table)).scalar() or 0)
+            for table in (s.events, *s.DERIVED_TABLES)
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionResult:
+    cutoff: str
+    events_deleted: int
+    events_kept: int
+    dry_run: bool
+
+
+def retention(engine: Engine, cutoff: str, *, dry_run: bool = False) -> RetentionResult:
+    """Delete raw events older than ``cutoff`` (by eventTime) and rebuild the graph of what remains.
+
+    The graph is rebuilt from the kept events, so no edge, version or run can point at a deleted one.
+    """
+    older = s.events.c.event_time < cutoff
+    with engine.begin() as connection:
+        doomed = int(connection.execute(select(func.count()).where(older)).scalar() or 0)
+        total = int(connection.execute(select(func.count()).select_from(s.events)).scalar() or 0)
+        if not dry_run and doomed:
+            # One transaction: a crash cannot leave derived rows that point at deleted events.
+            lock_writers(connection)
+            connection.execute(delete(s.events).where(older))
+            rebuild_in(connection)
+    return RetentionResult(cutoff, doomed, total - doomed, dry_run)
