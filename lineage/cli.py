@@ -19,7 +19,8 @@ app = typer.Typer(help="The lineage service and its store.", no_args_is_help=Tru
 console = Console()
 
 DbOption = Annotated[
-    str | None, typer.Option("--db", help="SQLAlchemy URL of the store (default: CHAINTRACE_DB_URL or SQLite).")
+    str | None,
+    typer.Option("--db", help="SQLAlchemy URL of the store (default: CHAINTRACE_DB_URL or SQLite)."),
 ]
 
 
@@ -43,9 +44,9 @@ def serve(
     settings = _settings(db, host=host, port=port)
     engine = create_store_engine(settings.resolved_db_url())
     migrate(engine)
-    engine.dispose()
     console.print(f"lineage service on http://{settings.host}:{settings.port}  store: "
-                  f"{create_store_engine(settings.resolved_db_url()).url.render_as_string()}")
+                  f"{engine.url.render_as_string(hide_password=True)}")
+    engine.dispose()
     if workers > 1:
         import os
 

@@ -181,8 +181,8 @@ class IngestService:
             result.errors.append(FieldError("eventTime", f"not a usable date-time: {exc}"))
         if result.errors:
             return None, result
-        run = event.get("run") if isinstance(event.get("run"), dict) else {}
-        job = event.get("job") if isinstance(event.get("job"), dict) else {}
+        run: dict[str, Any] = event["run"] if isinstance(event.get("run"), dict) else {}
+        job: dict[str, Any] = event["job"] if isinstance(event.get("job"), dict) else {}
         warnings = (
             orjson.dumps([{"path": w.path, "facet": w.facet, "message": w.message}
                           for w in outcome.facet_warnings]).decode()
