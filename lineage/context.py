@@ -15,7 +15,7 @@ from lineage.service.ingest import IngestService
 from lineage.service.reads import ReadService
 from lineage.service.validation import EventValidator
 from lineage.settings import LineageSettings
-from lineage.store.db import create_store_engine, migrate
+from lineage.store.db import WalCheckpointer, create_store_engine, migrate
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ class LineageContext:
     ingest: IngestService
     reads: ReadService
     graph: GraphService
+    checkpointer: WalCheckpointer
 
     @classmethod
     def build(cls, settings: LineageSettings | None = None, *, run_migrations: bool = True) -> LineageContext:
@@ -40,11 +41,13 @@ class LineageContext:
         graph = GraphService(engine)
         # The graph index learns of new rows from the writer right after each commit.
         ingest.writer.listeners.append(graph.on_commit)
-        return cls(settings, engine, validator, ingest, ReadService(engine), graph)
+        return cls(settings, engine, validator, ingest, ReadService(engine), graph, WalCheckpointer(engine))
 
     def start(self) -> None:
         self.ingest.writer.start()
+        self.checkpointer.start()
 
     def close(self) -> None:
         self.ingest.writer.stop()
+        self.checkpointer.stop()
         self.engine.dispose()

@@ -12,6 +12,7 @@ from lineage.api import routes_graph, routes_ingest, routes_read
 from lineage.api.errors import install_error_handlers, json_response
 from lineage.context import LineageContext
 from lineage.settings import LineageSettings
+from lineage.tuning import tune_gc
 
 API_VERSION = "0.1.0"
 
@@ -22,6 +23,7 @@ def create_app(context: LineageContext | None = None, settings: LineageSettings 
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        tune_gc()
         ctx.start()
         try:
             yield

@@ -8,11 +8,12 @@ lets a rebuild reproduce it exactly.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Table, text
+from sqlalchemy import Connection, Table
 
 Row = dict[str, Any]
 
@@ -32,14 +33,19 @@ class MergeSpec:
     max_cols: tuple[str, ...] = ()
     lww_groups: tuple[tuple[str, tuple[str, ...]], ...] = ()
     _sql: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    _key: Callable[[Row], Any] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # itemgetter builds the batch key in C: this runs for every derived row of every event.
+        object.__setattr__(self, "_key", itemgetter(*self.keys))
 
     @property
     def columns(self) -> list[str]:
         return [c.name for c in self.table.columns]
 
-    def merge_into(self, acc: dict[tuple[Any, ...], Row], row: Row) -> None:
+    def merge_into(self, acc: dict[Any, Row], row: Row) -> None:
         """Fold ``row`` into the batch accumulator ``acc`` (keyed by primary key)."""
-        key = tuple(row[k] for k in self.keys)
+        key = self._key(row)
         old = acc.get(key)
         if old is None:
             acc[key] = row
@@ -54,8 +60,9 @@ class MergeSpec:
                 for col in carried:
                     old[col] = row[col]
 
-    def upsert_sql(self, dialect: str) -> str:
-        cached = self._sql.get(dialect)
+    def upsert_sql(self, paramstyle: str) -> str:
+        """The upsert for a DB-API driver of ``paramstyle`` (positional: qmark or format)."""
+        cached = self._sql.get(paramstyle)
         if cached is not None:
             return cached
         name = self.table.name
@@ -70,18 +77,22 @@ class MergeSpec:
             for col in (order_col, *carried):
                 updates.append(f"{col} = CASE WHEN {newer} THEN excluded.{col} ELSE {name}.{col} END")
         conflict = "DO NOTHING" if not updates else "DO UPDATE SET " + ", ".join(updates)
+        marker = "?" if paramstyle == "qmark" else "%s"
         sql = (
-            f"INSERT INTO {name} ({', '.join(cols)}) VALUES ({', '.join(':' + c for c in cols)}) "
+            f"INSERT INTO {name} ({', '.join(cols)}) VALUES ({', '.join(marker for _ in cols)}) "
             f"ON CONFLICT ({', '.join(self.keys)}) {conflict}"
         )
-        self._sql[dialect] = sql
+        self._sql[paramstyle] = sql
         return sql
 
     def write(self, connection: Connection, rows: Iterable[Row]) -> int:
+        """Upsert ``rows`` with one executemany straight to the driver (no per-row SQLAlchemy work)."""
         batch: Sequence[Row] = rows if isinstance(rows, list) else list(rows)
         if not batch:
             return 0
-        connection.execute(text(self.upsert_sql(connection.dialect.name)), batch)
+        cols = self.columns
+        values = [tuple(row[c] for c in cols) for row in batch]
+        connection.exec_driver_sql(self.upsert_sql(connection.dialect.paramstyle), values)
         return len(batch)
 
 

@@ -41,7 +41,6 @@ SPECS: dict[str, MergeSpec] = {
     "datasets": MergeSpec(s.datasets, ("namespace", "name"), ("created_at",), ("updated_at", "seq")),
     "dataset_facets": MergeSpec(s.dataset_facets, ("namespace", "name", "facet"), lww_groups=_FACET),
     "dataset_versions": MergeSpec(s.dataset_versions, ("version",), ("created_at",)),
-    "dataset_version_facets": MergeSpec(s.dataset_version_facets, ("version", "facet"), lww_groups=_FACET),
     "jobs": MergeSpec(s.jobs, ("namespace", "name"), ("created_at",), ("updated_at", "seq")),
     "job_facets": MergeSpec(s.job_facets, ("namespace", "name", "facet"), lww_groups=_FACET),
     "job_io": MergeSpec(
@@ -57,8 +56,6 @@ SPECS: dict[str, MergeSpec] = {
         ("updated_at", "seq"),
         (("state_key", ("state", "ended_at")),),
     ),
-    "run_facets": MergeSpec(s.run_facets, ("run_id", "facet"), lww_groups=_FACET),
-    "run_job_facets": MergeSpec(s.run_job_facets, ("run_id", "facet"), lww_groups=_FACET),
     "run_io": MergeSpec(
         s.run_io, ("run_id", "dataset_namespace", "dataset_name", "direction"), ("created_at",)
     ),
@@ -122,7 +119,15 @@ class _Batch:
         SPECS[table].merge_into(self.acc[table], row)
 
     def write(self, connection: Connection) -> int:
-        return sum(SPECS[name].write(connection, list(rows.values())) for name, rows in self.acc.items())
+        written = 0
+        for name, rows in self.acc.items():
+            batch = list(rows.values())
+            if batch and "value" in batch[0]:
+                # Facet values are kept as objects while rows merge; only the winners get serialised.
+                for row in batch:
+                    row["value"] = _dumps(row["value"])
+            written += SPECS[name].write(connection, batch)
+        return written
 
 
 def _project_one(batch: _Batch, ev: StoredEvent) -> None:
@@ -140,7 +145,7 @@ def _project_one(batch: _Batch, ev: StoredEvent) -> None:
         facets = _facets(ds)
         for facet, value in (*facets.items(), *_facets(ds, "inputFacets").items(),
                              *_facets(ds, "outputFacets").items()):
-            add("dataset_facets", {"namespace": ns, "name": name, "facet": facet, "value": _dumps(value),
+            add("dataset_facets", {"namespace": ns, "name": name, "facet": facet, "value": value,
                                    "lww": lww})
         source = facets.get("dataSource")
         if isinstance(source, dict):
@@ -164,7 +169,7 @@ def _project_one(batch: _Batch, ev: StoredEvent) -> None:
     add("jobs", {"namespace": job_ns, "name": job_name, "created_at": t, "updated_at": t, "seq": seq})
     job_facets = _facets(job)
     for facet, value in job_facets.items():
-        add("job_facets", {"namespace": job_ns, "name": job_name, "facet": facet, "value": _dumps(value),
+        add("job_facets", {"namespace": job_ns, "name": job_name, "facet": facet, "value": value,
                            "lww": lww})
     _job_tags(batch, job_ns, job_name, job_facets.get("tags"), lww, t)
 
@@ -183,10 +188,6 @@ def _project_one(batch: _Batch, ev: StoredEvent) -> None:
             "started_at": t if rank == 1 else None, "ended_at": t if rank == 3 else None,
             "parent_run_id": parent_id, "seq": seq,
         })
-        for facet, value in run_facets.items():
-            add("run_facets", {"run_id": run_id, "facet": facet, "value": _dumps(value), "lww": lww})
-        for facet, value in job_facets.items():
-            add("run_job_facets", {"run_id": run_id, "facet": facet, "value": _dumps(value), "lww": lww})
 
     for direction, key, io_key in (("INPUT", "inputs", "inputFacets"), ("OUTPUT", "outputs", "outputFacets")):
         items = event.get(key)
@@ -203,15 +204,12 @@ def _project_one(batch: _Batch, ev: StoredEvent) -> None:
                            "direction": direction, "created_at": t})
             for facet, value in _facets(ds, io_key).items():
                 add("run_io_facets", {"run_id": run_id, "dataset_namespace": ns, "dataset_name": name,
-                                      "direction": direction, "facet": facet, "value": _dumps(value),
+                                      "direction": direction, "facet": facet, "value": value,
                                       "lww": lww})
             if direction == "OUTPUT":
                 version = dataset_version_id(ns, name, run_id)
                 add("dataset_versions", {"version": version, "namespace": ns, "name": name,
                                          "run_id": run_id, "created_at": t})
-                for facet, value in (*_facets(ds).items(), *_facets(ds, io_key).items()):
-                    add("dataset_version_facets", {"version": version, "facet": facet,
-                                                   "value": _dumps(value), "lww": lww})
 
 
 def _str_or_none(value: Any) -> str | None:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 05:43:42.088729
+Create Date: 2026-11-27 05:50:56.746076
 """
 
 from __future__ import annotations
@@ -55,13 +55,6 @@ def upgrade() -> None:
     sa.Column('source', sa.String(length=255), nullable=True),
     sa.Column('lww', sa.String(length=100), nullable=False),
     sa.PrimaryKeyConstraint('namespace', 'name', 'field', 'tag_key')
-    )
-    op.create_table('dataset_version_facets',
-    sa.Column('version', sa.String(length=36), nullable=False),
-    sa.Column('facet', sa.String(length=255), nullable=False),
-    sa.Column('value', sa.Text(), nullable=False),
-    sa.Column('lww', sa.String(length=100), nullable=False),
-    sa.PrimaryKeyConstraint('version', 'facet')
     )
     op.create_table('dataset_versions',
     sa.Column('version', sa.String(length=36), nullable=False),
@@ -155,13 +148,6 @@ def upgrade() -> None:
     sa.Column('updated_at', sa.String(length=32), nullable=False),
     sa.PrimaryKeyConstraint('name')
     )
-    op.create_table('run_facets',
-    sa.Column('run_id', sa.String(length=64), nullable=False),
-    sa.Column('facet', sa.String(length=255), nullable=False),
-    sa.Column('value', sa.Text(), nullable=False),
-    sa.Column('lww', sa.String(length=100), nullable=False),
-    sa.PrimaryKeyConstraint('run_id', 'facet')
-    )
     op.create_table('run_io',
     sa.Column('run_id', sa.String(length=64), nullable=False),
     sa.Column('dataset_namespace', sa.String(length=1024), nullable=False),
@@ -182,13 +168,6 @@ def upgrade() -> None:
     sa.Column('value', sa.Text(), nullable=False),
     sa.Column('lww', sa.String(length=100), nullable=False),
     sa.PrimaryKeyConstraint('run_id', 'dataset_namespace', 'dataset_name', 'direction', 'facet')
-    )
-    op.create_table('run_job_facets',
-    sa.Column('run_id', sa.String(length=64), nullable=False),
-    sa.Column('facet', sa.String(length=255), nullable=False),
-    sa.Column('value', sa.Text(), nullable=False),
-    sa.Column('lww', sa.String(length=100), nullable=False),
-    sa.PrimaryKeyConstraint('run_id', 'facet')
     )
     op.create_table('runs',
     sa.Column('run_id', sa.String(length=64), nullable=False),
@@ -239,13 +218,11 @@ def downgrade() -> None:
         batch_op.drop_index('ix_runs_job')
 
     op.drop_table('runs')
-    op.drop_table('run_job_facets')
     op.drop_table('run_io_facets')
     with op.batch_alter_table('run_io', schema=None) as batch_op:
         batch_op.drop_index('ix_run_io_dataset')
 
     op.drop_table('run_io')
-    op.drop_table('run_facets')
     op.drop_table('namespaces')
     with op.batch_alter_table('jobs', schema=None) as batch_op:
         batch_op.drop_index('ix_jobs_seq')
@@ -273,7 +250,6 @@ def downgrade() -> None:
         batch_op.drop_index('ix_dataset_versions_dataset')
 
     op.drop_table('dataset_versions')
-    op.drop_table('dataset_version_facets')
     op.drop_table('dataset_tags')
     op.drop_table('dataset_facets')
     with op.batch_alter_table('column_lineage', schema=None) as batch_op:
