@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from lineage.api import routes_graph, routes_ingest, routes_read
 from lineage.api.errors import install_error_handlers, json_response
+from lineage.api.paths import EncodedSlashMiddleware
 from lineage.context import LineageContext
 from lineage.settings import LineageSettings
 from lineage.tuning import tune_gc
@@ -37,6 +38,8 @@ def create_app(context: LineageContext | None = None, settings: LineageSettings 
         lifespan=lifespan,
     )
     app.state.context = ctx
+    # Names with '/' arrive as %2F; routing must see them as one path segment.
+    app.add_middleware(EncodedSlashMiddleware)
     install_error_handlers(app)
     app.include_router(routes_ingest.router)
     app.include_router(routes_read.router)

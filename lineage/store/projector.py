@@ -218,10 +218,13 @@ def _str_or_none(value: Any) -> str | None:
 
 def run_key(value: Any) -> str:
     """The canonical form of a runId: upper- and lower-case spellings are the same run."""
+    text = str(value)
+    if len(text) == 36:  # the hyphenated form the schema's uuid format demands: lower-casing is enough
+        return text.lower()
     try:
-        return str(uuid.UUID(str(value)))
+        return str(uuid.UUID(text))
     except ValueError:
-        return str(value)
+        return text
 
 
 def _column_lineage(batch: _Batch, ns: str, name: str, facet: Any, lww: str, seq: int) -> None:
