@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import typer
 
+from chaintrace_cli.demo import demo
 from lineage.cli import app as lineage_app
 
 app = typer.Typer(help="chaintrace: full-chain traceability for public data.", no_args_is_help=True)
 app.add_typer(lineage_app, name="lineage")
+app.command()(demo)
 
 if __name__ == "__main__":
     app()

@@ -29,7 +29,9 @@ def stored(context: LineageContext) -> int:
     return counts(context.engine)["events"]
 
 
-def test_one_event_is_created_then_recognised_as_duplicate(client: TestClient, context: LineageContext) -> None:
+def test_one_event_is_created_then_recognised_as_duplicate(
+    client: TestClient, context: LineageContext
+) -> None:
     ev = event()
     first = client.post("/api/v1/lineage", json=ev)
     second = client.post("/api/v1/lineage", json=ev)
@@ -59,7 +61,9 @@ def test_core_schema_error_names_the_field_and_stores_nothing(
     assert stored(context) == 0
 
 
-def test_facet_that_breaks_its_schema_is_kept_and_flagged(client: TestClient, context: LineageContext) -> None:
+def test_facet_that_breaks_its_schema_is_kept_and_flagged(
+    client: TestClient, context: LineageContext
+) -> None:
     ev = event()
     ev["run"]["facets"] = {"errorMessage": {
         "_producer": "dbt", "_schemaURL": "https://openlineage.io/spec/facets/1-0-1/ErrorMessageRunFacet.json",
