@@ -16,7 +16,8 @@ from lineage.store.db import create_store_engine, migrate
 from lineage.store.events import counts, graph_hash, rebuild, retention
 
 app = typer.Typer(help="The lineage service and its store.", no_args_is_help=True)
-console = Console()
+# soft_wrap: hashes and counts stay on one line when the output is piped (no terminal width).
+console = Console(soft_wrap=True)
 
 DbOption = Annotated[
     str | None,
@@ -66,7 +67,8 @@ def rebuild_command(db: DbOption = None) -> None:
     engine = create_store_engine(_settings(db).resolved_db_url())
     migrate(engine)
     before = graph_hash(engine)
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console) as progress:
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console,
+                  disable=not console.is_terminal) as progress:
         task = progress.add_task("replaying events", total=None)
         replayed = rebuild(engine, progress=lambda n: progress.update(task, description=f"replayed {n:,}"))
     after = graph_hash(engine)

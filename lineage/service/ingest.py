@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
+import json
 import logging
 import queue
+import re
 import threading
 import zlib
 from collections.abc import Callable, Sequence
@@ -22,6 +24,12 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine
 
+from lineage.service.store_limits import (  # noqa: F401  (re-exported: the documented limits)
+    MAX_FIELD_BYTES,
+    MAX_NAME_BYTES,
+    MAX_NAMESPACE_BYTES,
+    store_limits,
+)
 from lineage.service.validation import EventValidator, FacetWarning, FieldError
 from lineage.store import times
 from lineage.store.events import PreparedEvent, append_events
@@ -29,11 +37,10 @@ from lineage.store.projector import run_key
 
 log = logging.getLogger(__name__)
 
-# Longest names the store indexes (bytes of UTF-8). Composite keys of several names must fit in a
-# PostgreSQL b-tree entry (about 2.7 KB), so names are capped below Marquez's 1,024 characters.
-MAX_NAMESPACE_BYTES = 256
-MAX_NAME_BYTES = 640
-MAX_FIELD_BYTES = 256
+# Deepest JSON the store can write back out (orjson serialises at most 254 levels).
+MAX_JSON_DEPTH = 254
+# Integers beyond 64 bits: orjson would read them as floats and silently change the value.
+_LONG_DIGITS = re.compile(rb"\d{19,}")
 
 
 class BodyError(Exception):
@@ -87,18 +94,38 @@ def decode_body(body: bytes, content_encoding: str | None, max_bytes: int) -> by
             raise BodyError(413, f"decompressed body exceeds the limit of {max_bytes} bytes")
         if not inflater.eof:
             raise BodyError(400, f"truncated {encoding} body")
+        if inflater.unused_data.strip(b"\x00"):
+            raise BodyError(400, f"unexpected bytes after the end of the {encoding} stream")
         return out
     except (zlib.error, gzip.BadGzipFile, EOFError) as exc:
         raise BodyError(400, f"body is not valid {encoding}: {exc}") from exc
 
 
+def _exact_int(text: str) -> int:
+    value = int(text)
+    if not -(2**63) <= value < 2**64:
+        raise ValueError(f"integer {text[:30]}... is outside the 64-bit range the store keeps exactly")
+    return value
+
+
+def _loads(body: bytes, where: str = "") -> Any:
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BodyError(400, f"invalid JSON{where}: {exc}") from exc
+    if _LONG_DIGITS.search(body):
+        # orjson turns integers past 64 bits into floats; re-read such bodies with exact integers.
+        try:
+            json.loads(body, parse_int=_exact_int)
+        except ValueError as exc:
+            raise BodyError(400, f"invalid JSON{where}: {exc}") from exc
+    return parsed
+
+
 def parse_json(body: bytes) -> Any:
     if not body.strip():
         raise BodyError(400, "empty request body; expected an OpenLineage event as JSON")
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BodyError(400, f"invalid JSON: {exc}") from exc
+    return _loads(body)
 
 
 def parse_batch(body: bytes, content_type: str | None) -> list[Any]:
@@ -107,7 +134,7 @@ def parse_batch(body: bytes, content_type: str | None) -> list[Any]:
     if not stripped:
         raise BodyError(400, "empty request body; expected a JSON array or NDJSON of events")
     if stripped[:1] == b"[":
-        parsed = parse_json(stripped)
+        parsed = _loads(stripped)
         if not isinstance(parsed, list):
             raise BodyError(400, "expected a JSON array of events")
         return parsed
@@ -115,50 +142,8 @@ def parse_batch(body: bytes, content_type: str | None) -> list[Any]:
     for number, line in enumerate(stripped.splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            events.append(orjson.loads(line))
-        except orjson.JSONDecodeError as exc:
-            raise BodyError(400, f"invalid JSON on NDJSON line {number}: {exc}") from exc
+        events.append(_loads(line, f" on NDJSON line {number}"))
     return events
-
-
-def _check_name(errors: list[FieldError], path: str, value: Any, limit: int) -> None:
-    if not isinstance(value, str):
-        return
-    if "\x00" in value:
-        errors.append(FieldError(path, "must not contain the NUL character"))
-    elif len(value.encode("utf-8", "surrogatepass")) > limit:
-        errors.append(FieldError(path, f"is longer than {limit} bytes"))
-    elif not value:
-        errors.append(FieldError(path, "must not be empty"))
-
-
-def _store_limits(event: dict[str, Any]) -> list[FieldError]:
-    """Checks the schema cannot express but the store needs (index sizes, NUL bytes)."""
-    errors: list[FieldError] = []
-    job = event.get("job")
-    if isinstance(job, dict):
-        _check_name(errors, "job.namespace", job.get("namespace"), MAX_NAMESPACE_BYTES)
-        _check_name(errors, "job.name", job.get("name"), MAX_NAME_BYTES)
-    groups: list[tuple[str, Any]] = [("inputs", event.get("inputs")), ("outputs", event.get("outputs"))]
-    if isinstance(event.get("dataset"), dict):
-        groups.append(("dataset", [event["dataset"]]))
-    for key, items in groups:
-        if not isinstance(items, list):
-            continue
-        for i, ds in enumerate(items):
-            if not isinstance(ds, dict):
-                continue
-            base = key if key == "dataset" else f"{key}[{i}]"
-            _check_name(errors, f"{base}.namespace", ds.get("namespace"), MAX_NAMESPACE_BYTES)
-            _check_name(errors, f"{base}.name", ds.get("name"), MAX_NAME_BYTES)
-            facets = ds.get("facets")
-            lineage = facets.get("columnLineage") if isinstance(facets, dict) else None
-            fields = lineage.get("fields") if isinstance(lineage, dict) else None
-            if isinstance(fields, dict):
-                for name in fields:
-                    _check_name(errors, f"{base}.facets.columnLineage.fields", name, MAX_FIELD_BYTES)
-    return errors
 
 
 class IngestService:
@@ -174,7 +159,7 @@ class IngestService:
         result = EventResult(index, "rejected", list(outcome.errors), list(outcome.facet_warnings))
         if not outcome.ok or not isinstance(event, dict):
             return None, result
-        result.errors.extend(_store_limits(event))
+        result.errors.extend(store_limits(event))
         try:
             event_time = times.normalize_time(str(event["eventTime"]))
         except (ValueError, OverflowError) as exc:
@@ -188,15 +173,21 @@ class IngestService:
                           for w in outcome.facet_warnings]).decode()
             if outcome.facet_warnings else None
         )
+        try:
+            canonical = orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
+            payload = orjson.dumps(event).decode()
+        except orjson.JSONEncodeError as exc:
+            result.errors.append(FieldError("", f"cannot be stored ({exc}); at most {MAX_JSON_DEPTH} levels"))
+            return None, result
         prepared = PreparedEvent(
-            event_hash=hashlib.sha256(orjson.dumps(event, option=orjson.OPT_SORT_KEYS)).hexdigest(),
+            event_hash=hashlib.sha256(canonical).hexdigest(),
             kind=outcome.kind,
             event_type=str(event["eventType"]) if event.get("eventType") is not None else None,
             event_time=event_time,
             run_id=run_key(run["runId"]) if run.get("runId") is not None else None,
             job_namespace=job.get("namespace"),
             job_name=job.get("name"),
-            payload=orjson.dumps(event).decode(),
+            payload=payload,
             facet_warnings=warnings,
             event=event,
         )

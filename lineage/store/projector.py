@@ -182,6 +182,8 @@ def _project_one(batch: _Batch, ev: StoredEvent) -> None:
         if isinstance(parent, dict) and isinstance(parent.get("run"), dict):
             parent_value = parent["run"].get("runId")
             parent_id = run_key(parent_value) if parent_value is not None else None
+            if parent_id is not None and len(parent_id) > 64:  # not a run id: keep the column valid
+                parent_id = None
         add("runs", {
             "run_id": run_id, "job_namespace": job_ns, "job_name": job_name,
             "created_at": t, "updated_at": t, "state": state, "state_key": f"{rank}|{lww}",

@@ -1,0 +1,140 @@
+"""What the store needs of an event beyond the OpenLineage schema: sizes and characters it can index.
+
+Every string the projector writes into a key or a plain text column is checked here, so a valid event
+is either stored whole on both backends or rejected with the path of the offending value (never a 500
+from PostgreSQL, never SQLite accepting what PostgreSQL refuses). The limits keep every composite key
+inside a PostgreSQL b-tree entry (about 2.7 KB); PostgreSQL text cannot hold NUL at all.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lineage.service.validation import FieldError
+
+MAX_NAMESPACE_BYTES = 256
+MAX_NAME_BYTES = 640
+MAX_FIELD_BYTES = 256
+MAX_FACET_KEY_BYTES = 255
+MAX_TAG_PART_BYTES = 255  # tag key, tag value and source each; "key:value" stays within 512
+MAX_TRANSFORMATION_BYTES = 32
+MAX_SOURCE_NAME_BYTES = 1024
+MAX_RUN_ID_BYTES = 64
+
+
+def _shown(key: str) -> str:
+    """A key as it appears in an error path: long keys are cut so the message stays readable."""
+    return key if len(key) <= 64 else key[:61] + "..."
+
+
+def _too_long(value: str, limit: int) -> bool:
+    # A character is at most 4 UTF-8 bytes: short strings need no encoding.
+    return len(value) * 4 > limit and len(value.encode("utf-8", "surrogatepass")) > limit
+
+
+class _Checker:
+    def __init__(self) -> None:
+        self.errors: list[FieldError] = []
+
+    def text(self, path: str, value: Any, limit: int | None = None, *, required: bool = False) -> None:
+        """A string bound for a column: no NUL, at most ``limit`` UTF-8 bytes, non-empty if required."""
+        if not isinstance(value, str):
+            return
+        if "\x00" in value:
+            self.errors.append(FieldError(path, "must not contain the NUL character"))
+        elif limit is not None and _too_long(value, limit):
+            self.errors.append(FieldError(path, f"is longer than {limit} bytes"))
+        elif required and not value:
+            self.errors.append(FieldError(path, "must not be empty"))
+
+    def facet_keys(self, path: str, facets: Any) -> dict[str, Any]:
+        if not isinstance(facets, dict):
+            return {}
+        for key in facets:
+            self.text(f"{path}.{_shown(str(key))}", key, MAX_FACET_KEY_BYTES, required=True)
+        return facets
+
+    def tags(self, path: str, facet: Any) -> None:
+        entries = facet.get("tags") if isinstance(facet, dict) else None
+        if not isinstance(entries, list):
+            return
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                continue
+            base = f"{path}.tags[{i}]"
+            self.text(f"{base}.key", entry.get("key"), MAX_TAG_PART_BYTES)
+            self.text(f"{base}.value", entry.get("value"), MAX_TAG_PART_BYTES)
+            self.text(f"{base}.source", entry.get("source"), MAX_TAG_PART_BYTES)
+            self.text(f"{base}.field", entry.get("field"), MAX_FIELD_BYTES)
+
+    def column_lineage(self, path: str, facet: Any) -> None:
+        fields = facet.get("fields") if isinstance(facet, dict) else None
+        if not isinstance(fields, dict):
+            return
+        for out_field, spec in fields.items():
+            base = f"{path}.fields.{_shown(str(out_field))}"
+            self.text(base, out_field, MAX_FIELD_BYTES)
+            if not isinstance(spec, dict):
+                continue
+            self.text(f"{base}.transformationType", spec.get("transformationType"), MAX_TRANSFORMATION_BYTES)
+            self.text(f"{base}.transformationDescription", spec.get("transformationDescription"))
+            sources = spec.get("inputFields")
+            if not isinstance(sources, list):
+                continue
+            for j, source in enumerate(sources):
+                if not isinstance(source, dict):
+                    continue
+                at = f"{base}.inputFields[{j}]"
+                self.text(f"{at}.namespace", source.get("namespace"), MAX_NAMESPACE_BYTES)
+                self.text(f"{at}.name", source.get("name"), MAX_NAME_BYTES)
+                self.text(f"{at}.field", source.get("field"), MAX_FIELD_BYTES)
+                transformations = source.get("transformations")
+                if not isinstance(transformations, list):
+                    continue
+                for k, tr in enumerate(transformations):
+                    if isinstance(tr, dict):
+                        self.text(f"{at}.transformations[{k}].type", tr.get("type"), MAX_TRANSFORMATION_BYTES)
+                        self.text(f"{at}.transformations[{k}].subtype", tr.get("subtype"),
+                                  MAX_TRANSFORMATION_BYTES)
+                        self.text(f"{at}.transformations[{k}].description", tr.get("description"))
+
+    def dataset(self, base: str, ds: Any) -> None:
+        if not isinstance(ds, dict):
+            return
+        self.text(f"{base}.namespace", ds.get("namespace"), MAX_NAMESPACE_BYTES, required=True)
+        self.text(f"{base}.name", ds.get("name"), MAX_NAME_BYTES, required=True)
+        facets = self.facet_keys(f"{base}.facets", ds.get("facets"))
+        self.facet_keys(f"{base}.inputFacets", ds.get("inputFacets"))
+        self.facet_keys(f"{base}.outputFacets", ds.get("outputFacets"))
+        source = facets.get("dataSource")
+        if isinstance(source, dict):
+            self.text(f"{base}.facets.dataSource.name", source.get("name"), MAX_SOURCE_NAME_BYTES)
+            self.text(f"{base}.facets.dataSource.uri", source.get("uri"))
+        self.column_lineage(f"{base}.facets.columnLineage", facets.get("columnLineage"))
+        self.tags(f"{base}.facets.tags", facets.get("tags"))
+
+
+def store_limits(event: dict[str, Any]) -> list[FieldError]:
+    """Errors for every value of a schema-valid ``event`` the store could not keep as it is."""
+    check = _Checker()
+    job = event.get("job")
+    if isinstance(job, dict):
+        check.text("job.namespace", job.get("namespace"), MAX_NAMESPACE_BYTES, required=True)
+        check.text("job.name", job.get("name"), MAX_NAME_BYTES, required=True)
+        job_facets = check.facet_keys("job.facets", job.get("facets"))
+        check.tags("job.facets.tags", job_facets.get("tags"))
+    run = event.get("run")
+    if isinstance(run, dict):
+        run_facets = check.facet_keys("run.facets", run.get("facets"))
+        parent = run_facets.get("parent")
+        parent_run = parent.get("run") if isinstance(parent, dict) else None
+        if isinstance(parent_run, dict):
+            check.text("run.facets.parent.run.runId", parent_run.get("runId"), MAX_RUN_ID_BYTES)
+    for key in ("inputs", "outputs"):
+        items = event.get(key)
+        if isinstance(items, list):
+            for i, ds in enumerate(items):
+                check.dataset(f"{key}[{i}]", ds)
+    if isinstance(event.get("dataset"), dict):
+        check.dataset("dataset", event["dataset"])
+    return check.errors
