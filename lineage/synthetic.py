@@ -322,13 +322,23 @@ def _split(total: int, parts: int) -> list[int]:
 
 
 def layered_graph(
-    n_nodes: int, *, edges_per_node: float = 2.0, layers: int = 40, seed: int = 0
+    n_nodes: int,
+    *,
+    edges_per_node: float = 2.0,
+    layers: int = 40,
+    seed: int = 0,
+    locality: int | None = 3,
 ) -> LayeredGraph:
     """A layered DAG of ~n_nodes nodes (40% jobs) and ~edges_per_node * n_nodes job<->dataset edges.
 
     Layer 0 holds source datasets only. A job of layer k >= 1 writes datasets of layer k (each dataset has
-    exactly one producer) and reads datasets of layer k-1 (80%) or of a random earlier layer; fan-in is
+    exactly one producer) and reads datasets of layer k-1 (80%) or of an earlier layer; fan-in is
     exponential-weighted and reads are skewed towards popular datasets, so fan-in/out vary widely.
+
+    ``locality``: a job reads datasets within that many positions of its own place in the layer, the way
+    real lineage is many pipelines rather than one expander graph; the nodes a query reaches then depend
+    on depth, not on the size of the whole graph. ``None`` reads from anywhere in the layer (every
+    Marquez-style depth-5 query then reaches almost the whole graph).
     """
     rng = random.Random(seed)
     n_jobs = max(1, round(n_nodes * 0.4))
@@ -359,7 +369,10 @@ def layered_graph(
         count = jobs_per_layer[k]
         # outputs: one dataset per job, the rest of the layer to random jobs of the layer
         owners = list(range(count)) + [rng.randrange(count) for _ in range(ds_per_layer[k] - count)]
-        rng.shuffle(owners)
+        if locality is None:
+            rng.shuffle(owners)
+        else:
+            owners.sort()  # a job's outputs sit at its own place in the layer
         outs: list[list[int]] = [[] for _ in range(count)]
         for offset, owner in enumerate(owners):
             outs[owner].append(ds_start[k] + offset)
@@ -370,9 +383,25 @@ def layered_graph(
             for _ in range(want * 2):
                 if len(picked) >= want:
                     break
-                layer = k - 1 if k == 1 or rng.random() < 0.8 else rng.randrange(k - 1)
+                if k == 1 or rng.random() < 0.8:
+                    layer = k - 1
+                elif locality is None:
+                    layer = rng.randrange(k - 1)
+                else:
+                    layer = max(0, k - 1 - rng.randint(1, 2))  # skip a layer or two, not across the DAG
                 size = ds_per_layer[layer]
-                picked.add(ds_start[layer] + int(size * rng.random() ** 1.5))  # skew: popular datasets
+                if locality is None:
+                    picked.add(ds_start[layer] + int(size * rng.random() ** 1.5))  # skew: popular datasets
+                    continue
+                centre = int(size * local / max(1, count))
+                if rng.random() < 0.1:
+                    # a local reference table: one per block of 32 positions, read by its neighbours
+                    position = centre - centre % 32
+                else:
+                    window = max(locality, want)  # wide enough to find `want` distinct inputs
+                    offset = int(window * rng.random() ** 1.5) * (1 if rng.random() < 0.5 else -1)
+                    position = centre + offset
+                picked.add(ds_start[layer] + min(size - 1, max(0, position)))
             job_inputs.append(sorted(picked))
             job_outputs.append(outs[local])
             j += 1
