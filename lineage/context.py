@@ -6,6 +6,7 @@ Routes get services from here; services get the store from here; nothing else bu
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
@@ -46,6 +47,16 @@ class LineageContext:
     def start(self) -> None:
         self.ingest.writer.start()
         self.checkpointer.start()
+
+    def warm_in_background(self) -> None:
+        """Load the graph index off the request path: on a large store the first query would pay for it."""
+        threading.Thread(target=self._warm_graph, name="graph-warm-up", daemon=True).start()
+
+    def _warm_graph(self) -> None:
+        try:
+            self.graph.warm()
+        except Exception:  # the first query loads it instead; nothing is lost
+            log.warning("graph index warm-up failed", exc_info=True)
 
     def close(self) -> None:
         self.ingest.writer.stop()

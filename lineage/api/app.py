@@ -26,6 +26,7 @@ def create_app(context: LineageContext | None = None, settings: LineageSettings 
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         tune_gc()
         ctx.start()
+        ctx.warm_in_background()
         try:
             yield
         finally:
