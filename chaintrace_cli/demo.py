@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -23,13 +24,15 @@ from lineage.api.app import create_app
 from lineage.settings import LineageSettings
 from lineage.synthetic import CHAIN_SERVED, CHAIN_SOURCE, five_stage_chain_events
 
-console = Console()
+console = Console(soft_wrap=True)
 
 
 def _free_port(preferred: int) -> int:
-    with socket.socket() as probe:
-        if probe.connect_ex(("127.0.0.1", preferred)) != 0:
-            return preferred
+    """``preferred`` when nothing listens there (0: any free port)."""
+    if preferred:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", preferred)) != 0:
+                return preferred
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -48,19 +51,23 @@ def _start_server(settings: LineageSettings) -> uvicorn.Server:
     return server
 
 
-def _upstream_path(graph: list[dict[str, Any]], start: str) -> list[str]:
-    """Node ids from ``start`` back to a node without producers, following inEdges."""
+def _upstream_path(graph: list[dict[str, Any]], start: str, goal: str) -> list[str]:
+    """The shortest chain of node ids from ``start`` back to ``goal``, following inEdges."""
     nodes = {node["id"]: node for node in graph}
-    path, current, seen = [start], start, {start}
-    while True:
-        origins = sorted(e["origin"] for e in nodes.get(current, {}).get("inEdges", []))
-        origins = [o for o in origins if o not in seen]
-        if not origins:
-            return path
-        # Prefer the branch that reaches the declared source, else the first.
-        current = next((o for o in origins if CHAIN_SOURCE[1] in o), origins[0])
-        seen.add(current)
-        path.append(current)
+    came_from: dict[str, str | None] = {start: None}
+    queue = deque([start])
+    while queue:
+        current = queue.popleft()
+        if current == goal:
+            path = [current]
+            while (previous := came_from[path[-1]]) is not None:
+                path.append(previous)
+            return path[::-1]
+        for edge in sorted(nodes.get(current, {}).get("inEdges", []), key=lambda e: e["origin"]):
+            if edge["origin"] not in came_from:
+                came_from[edge["origin"]] = current
+                queue.append(edge["origin"])
+    return [start]
 
 
 def run_demo(once: bool, port: int, data_root: Path) -> None:
@@ -88,7 +95,8 @@ def run_demo(once: bool, port: int, data_root: Path) -> None:
         served = f"dataset:{CHAIN_SERVED[0]}:{CHAIN_SERVED[1]}"
         graph = client.get("/api/v1/lineage", params={"nodeId": served, "depth": 20}).json()["graph"]
         console.print(f"lineage graph of the served product: {len(graph)} nodes")
-        console.print("upstream path: " + "\n  <- ".join(_upstream_path(graph, served)))
+        source = f"dataset:{CHAIN_SOURCE[0]}:{CHAIN_SOURCE[1]}"
+        console.print("upstream path:\n  " + "\n  <- ".join(_upstream_path(graph, served, source)))
 
         field = f"datasetField:{CHAIN_SERVED[0]}:{CHAIN_SERVED[1]}:avg_dep_delay"
         columns = client.get("/api/v1/column-lineage", params={"nodeId": field, "depth": 20}).json()
