@@ -32,7 +32,11 @@ from lineage.synthetic import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-SPEC_DIRS = (Path("/work/shared/openlineage-spec"), REPO / "lineage" / "spec" / "openlineage" / "2-0-2")
+SPEC_DIRS = (
+    REPO.parent / "shared" / "openlineage-spec",
+    Path("/work/shared/openlineage-spec"),
+    REPO / "lineage" / "spec" / "openlineage" / "2-0-2",
+)
 FACET_CONTEXTS = ("RunFacet", "JobFacet", "DatasetFacet", "InputDatasetFacet", "OutputDatasetFacet")
 RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 SUBTYPES = ("IDENTITY", "TRANSFORMATION", "AGGREGATION", "JOIN", "FILTER", "GROUP_BY")

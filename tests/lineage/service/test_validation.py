@@ -34,7 +34,12 @@ from lineage.service.validation import (
 
 REPO = Path(__file__).resolve().parents[3]
 SPEC_DIR = REPO / "lineage" / "spec" / "openlineage" / "2-0-2"
-SHARED_SPEC = Path("/work/shared/openlineage-spec")
+# The team's reference copy: shared/ beside the checkout (as CI lays it out), else the workplace's.
+SHARED_SPEC = next(
+    (p for p in (Path(__file__).resolve().parents[3].parent / "shared" / "openlineage-spec",
+                 Path("/work/shared/openlineage-spec")) if p.is_dir()),
+    Path("/work/shared/openlineage-spec"),
+)
 CORE_ID = "https://openlineage.io/spec/2-0-2/OpenLineage.json"
 FACETS = "https://openlineage.io/spec/facets"
 PRODUCER = "https://github.com/apache/airflow/tree/providers-openlineage/1.14.0"
