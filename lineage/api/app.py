@@ -41,6 +41,8 @@ def create_app(context: LineageContext | None = None, settings: LineageSettings 
     app.state.context = ctx
     # Names with '/' arrive as %2F; routing must see them as one path segment.
     app.add_middleware(EncodedSlashMiddleware)
+    # Outermost: ingest POSTs skip FastAPI's stack (see routes_ingest).
+    app.add_middleware(routes_ingest.IngestFastPath, context=ctx)
     install_error_handlers(app)
     app.include_router(routes_ingest.router)
     app.include_router(routes_read.router)

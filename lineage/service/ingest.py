@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import queue
-import re
 import threading
 import zlib
 from collections.abc import Callable, Sequence
@@ -32,15 +31,20 @@ from lineage.service.store_limits import (  # noqa: F401  (re-exported: the docu
 )
 from lineage.service.validation import EventValidator, FacetWarning, FieldError
 from lineage.store import times
+from lineage.store.db import WriterLock
 from lineage.store.events import PreparedEvent, append_events
 from lineage.store.projector import run_key
 
 log = logging.getLogger(__name__)
 
+# Events of one request validated before they are handed to the writer (see IngestService.ingest).
+SLICE_EVENTS = 250
 # Deepest JSON the store can write back out (orjson serialises at most 254 levels).
 MAX_JSON_DEPTH = 254
-# Integers beyond 64 bits: orjson would read them as floats and silently change the value.
-_LONG_DIGITS = re.compile(rb"\d{19,}")
+# Integers beyond 64 bits: orjson would read them as floats and silently change the value. Mapping
+# every digit to b"0" and looking for 19 zeros finds a run of 19+ digits ~15x faster than a regex.
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_NINETEEN_DIGITS = b"0" * 19
 
 
 class BodyError(Exception):
@@ -113,7 +117,7 @@ def _loads(body: bytes, where: str = "") -> Any:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BodyError(400, f"invalid JSON{where}: {exc}") from exc
-    if _LONG_DIGITS.search(body):
+    if _NINETEEN_DIGITS in body.translate(_DIGITS_TO_ZERO):
         # orjson turns integers past 64 bits into floats; re-read such bodies with exact integers.
         try:
             json.loads(body, parse_int=_exact_int)
@@ -193,10 +197,12 @@ class IngestService:
         )
         return prepared, result
 
-    def prepare_all(self, events: Sequence[Any]) -> tuple[list[PreparedEvent], list[EventResult]]:
+    def prepare_all(
+        self, events: Sequence[Any], first_index: int = 0
+    ) -> tuple[list[PreparedEvent], list[EventResult]]:
         prepared: list[PreparedEvent] = []
         results: list[EventResult] = []
-        for index, event in enumerate(events):
+        for index, event in enumerate(events, start=first_index):
             ready, result = self.prepare(index, event)
             results.append(result)
             if ready is not None:
@@ -211,11 +217,20 @@ class IngestService:
         return results
 
     async def ingest(self, events: Sequence[Any]) -> list[EventResult]:
-        """Validate ``events``; store the valid ones in one transaction; a result per event."""
-        prepared, results = self.prepare_all(events)
-        if prepared:
-            flags = await asyncio.wrap_future(self.writer.submit(prepared))
-            self._apply(results, flags)
+        """Validate ``events`` and store the valid ones; a result per event.
+
+        Large requests go to the writer in slices as they are validated, so the writer commits one
+        slice while the next is checked (each event is stored whole; a batch may span commits).
+        """
+        results: list[EventResult] = []
+        pending: list[tuple[list[EventResult], Future[list[bool]]]] = []
+        for start in range(0, len(events), SLICE_EVENTS):
+            prepared, slice_results = self.prepare_all(events[start : start + SLICE_EVENTS], start)
+            results.extend(slice_results)
+            if prepared:
+                pending.append((slice_results, self.writer.submit(prepared)))
+        for slice_results, future in pending:
+            self._apply(slice_results, await asyncio.wrap_future(future))
         return results
 
     def ingest_sync(self, events: Sequence[Any]) -> list[EventResult]:
@@ -238,6 +253,7 @@ class GroupCommitWriter:
         self._queue: queue.Queue[_Item | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self.writer_lock = WriterLock(engine)
         self.commits = 0
 
     def start(self) -> None:
@@ -297,7 +313,7 @@ class GroupCommitWriter:
 
     def _write(self, events: list[PreparedEvent]) -> list[bool]:
         received = times.now()
-        with self.engine.begin() as connection:
+        with self.writer_lock.hold(), self.engine.begin() as connection:
             flags = append_events(connection, events, received)
         self.commits += 1
         created = sum(flags)

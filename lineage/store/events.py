@@ -22,6 +22,9 @@ from lineage.tuning import paused_gc
 #: Columns that are bookkeeping, not graph: left out of the graph hash.
 _UNHASHED = {"seq"}
 _CHUNK = 500  # SQLite allows 32k bound variables; keep IN lists well below that
+# Events replayed per projection batch: bigger batches merge more rows before they reach SQL
+# (measured on SQLite: 2,000 -> 8,974 events/s, 10,000 -> 10,765 events/s).
+REPLAY_BATCH = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,12 +43,14 @@ class PreparedEvent:
     event: dict[str, Any]
 
 
-def _insert_sql(paramstyle: str) -> str:
-    marker = "?" if paramstyle == "qmark" else "%s"
+def _marker(connection: Connection) -> str:
+    return "?" if connection.dialect.paramstyle == "qmark" else "%s"
+
+
+def _insert_sql(marker: str) -> str:
     return (
-        "INSERT INTO events (event_hash, kind, event_type, event_time, run_id, job_namespace, job_name, "
-        f"received_at, payload, facet_warnings) VALUES ({', '.join([marker] * 10)}) "
-        "ON CONFLICT (event_hash) DO NOTHING"
+        "INSERT INTO events (id, event_hash, kind, event_type, event_time, run_id, job_namespace, job_name, "
+        f"received_at, payload, facet_warnings) VALUES ({', '.join([marker] * 11)})"
     )
 
 
@@ -54,23 +59,27 @@ def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
         yield items[start : start + _CHUNK]
 
 
-def _ids_by_hash(connection: Connection, hashes: Sequence[str]) -> dict[str, int]:
-    found: dict[str, int] = {}
+def _known_hashes(connection: Connection, hashes: Sequence[str]) -> set[str]:
+    """Which of ``hashes`` the store holds already (driver-level SQL: this runs on every commit)."""
+    found: set[str] = set()
+    marker = _marker(connection)
     for chunk in _chunks(hashes):
-        rows = connection.execute(
-            select(s.events.c.event_hash, s.events.c.id).where(s.events.c.event_hash.in_(chunk))
-        )
-        found.update({h: int(i) for h, i in rows})
+        sql = f"SELECT event_hash FROM events WHERE event_hash IN ({', '.join([marker] * len(chunk))})"
+        found.update(row[0] for row in connection.exec_driver_sql(sql, tuple(chunk)))
     return found
 
 
 def lock_writers(connection: Connection) -> None:
-    """Serialise writers on PostgreSQL so ``seq`` (the event id) grows in commit order.
+    """Take the store's write lock before reading anything the write depends on.
 
-    SQLite already allows one writer at a time.
+    PostgreSQL: an advisory lock serialises writers, so ``seq`` (the event id) grows in commit order.
+    SQLite: a no-op write takes the RESERVED lock now instead of at the first insert, so the duplicate
+    check and the next event id cannot go stale under another process.
     """
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(7345120931)"))
+    else:
+        connection.exec_driver_sql("UPDATE store_meta SET value = value WHERE key = 'writer'")
 
 
 def append_events(connection: Connection, batch: Sequence[PreparedEvent], received_at: str) -> list[bool]:
@@ -80,8 +89,7 @@ def append_events(connection: Connection, batch: Sequence[PreparedEvent], receiv
     event of the same batch was the same event).
     """
     lock_writers(connection)
-    hashes = [p.event_hash for p in batch]
-    known = _ids_by_hash(connection, list(dict.fromkeys(hashes)))
+    known = _known_hashes(connection, list(dict.fromkeys(p.event_hash for p in batch)))
     fresh: dict[str, PreparedEvent] = {}
     is_new: list[bool] = []
     for prepared in batch:
@@ -90,20 +98,20 @@ def append_events(connection: Connection, batch: Sequence[PreparedEvent], receiv
             fresh[prepared.event_hash] = prepared
         is_new.append(new)
     if fresh:
+        # Ids are assigned here, under the write lock: no second query to learn what the insert chose.
+        last = connection.exec_driver_sql("SELECT max(id) FROM events").scalar()
+        first = int(last or 0) + 1
+        stored = [StoredEvent(first + i, h, p.event_time, p.event) for i, (h, p) in enumerate(fresh.items())]
         # Straight to the driver: SQLAlchemy's per-row parameter processing cost more than the insert.
         connection.exec_driver_sql(
-            _insert_sql(connection.dialect.paramstyle),
+            _insert_sql(_marker(connection)),
             [
-                (p.event_hash, p.kind, p.event_type, p.event_time, p.run_id, p.job_namespace, p.job_name,
-                 received_at, p.payload, p.facet_warnings)
-                for p in fresh.values()
+                (ev.id, p.event_hash, p.kind, p.event_type, p.event_time, p.run_id, p.job_namespace,
+                 p.job_name, received_at, p.payload, p.facet_warnings)
+                for ev, p in zip(stored, fresh.values(), strict=True)
             ],
         )
-        ids = _ids_by_hash(connection, list(fresh))
-        project(
-            connection,
-            (StoredEvent(ids[h], h, p.event_time, p.event) for h, p in fresh.items() if h in ids),
-        )
+        project(connection, stored)
     return is_new
 
 
@@ -145,7 +153,7 @@ def generation(connection: Connection) -> int:
 
 
 def rebuild(
-    engine: Engine, *, batch_size: int = 2_000, progress: Callable[[int], None] | None = None
+    engine: Engine, *, batch_size: int = REPLAY_BATCH, progress: Callable[[int], None] | None = None
 ) -> int:
     """Empty the derived tables and replay every raw event, in one transaction. Returns events replayed."""
     with engine.begin() as connection:
@@ -153,12 +161,15 @@ def rebuild(
 
 
 def rebuild_in(
-    connection: Connection, *, batch_size: int = 2_000, progress: Callable[[int], None] | None = None
+    connection: Connection, *, batch_size: int = REPLAY_BATCH, progress: Callable[[int], None] | None = None
 ) -> int:
     """:func:`rebuild` inside the caller's transaction."""
     lock_writers(connection)
     for table in s.DERIVED_TABLES:
-        connection.execute(delete(table))
+        if connection.dialect.name == "postgresql":
+            connection.execute(text(f"TRUNCATE {table.name}"))  # transactional there, and no dead rows
+        else:
+            connection.execute(delete(table))
     replayed = 0
     with paused_gc():
         for events in iter_stored_events(connection, batch_size):

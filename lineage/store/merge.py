@@ -92,7 +92,12 @@ class MergeSpec:
             return 0
         cols = self.columns
         values = [tuple(row[c] for c in cols) for row in batch]
-        connection.exec_driver_sql(self.upsert_sql(connection.dialect.paramstyle), values)
+        # The DB-API cursor itself: SQLAlchemy's per-statement dispatch cost more than small upserts.
+        cursor = connection.connection.cursor()
+        try:
+            cursor.executemany(self.upsert_sql(connection.dialect.paramstyle), values)
+        finally:
+            cursor.close()
         return len(batch)
 
 

@@ -1,0 +1,124 @@
+"""C. Rebuild the derived graph from the raw event log (lineage.store.events.rebuild).
+
+On SQLite (target >= 10,000 events/s) and PostgreSQL (reference): a store is filled with realistic
+Airflow-style events (in-process, chunks of 2,000 through the group-commit writer), then ``rebuild``
+empties every derived table and replays the log in one transaction; the graph hash must not change.
+
+BASELINE, same run: the same events ingested incrementally one by one through ``append_events``, one
+transaction per event, into a fresh store (the cost a replay would have without batching).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    Target,
+    log,
+    pg_available,
+    print_targets,
+    run_info,
+    store,
+    targets_json,
+    write_section,
+)
+
+SIZES = {"full": {"events": 30_000, "baseline": 2_000}, "quick": {"events": 8_000, "baseline": 600}}
+CHUNK = 2_000
+
+
+def _fill(url: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+    from lineage.context import LineageContext
+    from lineage.settings import LineageSettings
+
+    with tempfile.TemporaryDirectory() as root:
+        ctx = LineageContext.build(LineageSettings(db_url=url, data_root=Path(root)))
+        ctx.start()
+        started = time.perf_counter()
+        created = 0
+        try:
+            for i in range(0, len(events), CHUNK):
+                created += sum(r.status == "created" for r in ctx.ingest.ingest_sync(events[i:i + CHUNK]))
+        finally:
+            ctx.close()
+        wall = time.perf_counter() - started
+    return {"events": created, "wall_s": round(wall, 3), "events_per_s": round(created / wall, 1)}
+
+
+def _one_by_one(url: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """Baseline: append_events per event, one transaction each (prepared outside the timing)."""
+    from lineage.service.ingest import IngestService
+    from lineage.service.validation import EventValidator
+    from lineage.store import times
+    from lineage.store.db import create_store_engine, migrate
+    from lineage.store.events import append_events
+
+    engine = create_store_engine(url)
+    migrate(engine)
+    service = IngestService(engine, EventValidator.from_spec_dir(None))
+    prepared, _ = service.prepare_all(events)
+    started = time.perf_counter()
+    created = 0
+    for p in prepared:
+        with engine.begin() as connection:
+            created += sum(append_events(connection, [p], times.now()))
+    wall = time.perf_counter() - started
+    engine.dispose()
+    return {"events": created, "wall_s": round(wall, 3), "events_per_s": round(created / wall, 1)}
+
+
+def _rebuild(url: str) -> dict[str, Any]:
+    from lineage.store.db import create_store_engine
+    from lineage.store.events import counts, graph_hash, rebuild
+
+    engine = create_store_engine(url)
+    before = graph_hash(engine)
+    rows = counts(engine)
+    started = time.perf_counter()
+    replayed = rebuild(engine)
+    wall = time.perf_counter() - started
+    after = graph_hash(engine)
+    engine.dispose()
+    return {"events": replayed, "wall_s": round(wall, 3), "events_per_s": round(replayed / wall, 1),
+            "graph_hash_unchanged": before == after, "rows": rows}
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    info = run_info()  # the code measured is the code at the start of the section
+    from lineage.synthetic import airflow_style_events
+
+    size = SIZES["quick" if quick else "full"]
+    log(f"rebuild: generating {size['events']:,} Airflow-style events")
+    events = airflow_style_events(size["events"], seed=11)
+    backends = ["sqlite"] + (["postgres"] if pg_available() else [])
+    figures: dict[str, Any] = {"sizes": size}
+    targets: list[Target] = []
+    for backend in backends:
+        name = "SQLite" if backend == "sqlite" else "PostgreSQL"
+        with store(backend, "rebuild") as url:
+            log(f"rebuild: filling a {name} store with {len(events):,} events")
+            fill = _fill(url, events)
+            log(f"  fill (ingest_sync, chunks of {CHUNK}): {fill['events_per_s']:,.0f} ev/s")
+            result = _rebuild(url)
+            log(f"  rebuild: {result['events']:,} events in {result['wall_s']} s = "
+                f"{result['events_per_s']:,.0f} ev/s; graph hash unchanged: {result['graph_hash_unchanged']}")
+        with store(backend, "rebuild-base") as url:
+            base = _one_by_one(url, events[: size["baseline"]])
+            log(f"  baseline one-by-one append_events: {base['events_per_s']:,.0f} ev/s "
+                f"over {base['events']:,}")
+        figures[backend] = {"fill": fill, "rebuild": result, "baseline_one_by_one": base}
+        unchanged = "graph hash unchanged" if result["graph_hash_unchanged"] else "GRAPH HASH CHANGED"
+        targets.append(Target(f"C1.{backend}", f"C rebuild from raw events ({name})", result["events_per_s"],
+                              10_000 if backend == "sqlite" else None, "events/s",
+                              note=f"{result['events']:,} events in {result['wall_s']} s; {unchanged}"))
+        targets.append(Target(f"C2.{backend}", f"C rebuild / one-by-one append_events ({name})",
+                              round(result["events_per_s"] / base["events_per_s"], 2), None, "x",
+                              note=f"one-by-one {base['events_per_s']:,.0f} ev/s over {base['events']:,}"))
+    print_targets("C. rebuild", targets)
+    data = {"figures": figures, "targets": targets_json(targets)}
+    path = write_section("rebuild", data, quick=quick, info=info)
+    log(f"rebuild: results merged into {path}")
+    return data
