@@ -126,13 +126,16 @@ def _exists(connection: Connection, table: Any, *where: ColumnElement[bool]) -> 
     return connection.execute(select(1).select_from(table).where(*where).limit(1)).first() is not None
 
 
+Loader = Callable[[Connection, list[Any]], dict[Any, dict[str, Any]]]
+
+
 def _page(
     connection: Connection,
     stmt: Select[Any],
     order: tuple[Any, ...],
     limit: int,
     offset: int,
-    load: Callable[[Connection, list[Any]], dict[Any, dict[str, Any]]],
+    load: Loader,
 ) -> tuple[list[dict[str, Any]], int]:
     """One page of keys selected by ``stmt`` in ``order``, loaded as objects, plus the total count."""
     keys = [tuple(row) if len(row) > 1 else row[0]
@@ -167,25 +170,36 @@ class ReadService:
 
     # -- datasets -----------------------------------------------------------------------------------
 
-    def list_datasets(self, namespace: str, limit: int, offset: int) -> dict[str, Any]:
-        d = s.datasets
+    # Datasets and jobs are both (namespace, name) nodes: one way to list, get and check them.
+
+    def _list_nodes(self, table: Any, loader: Loader, namespace: str, limit: int, offset: int
+                    ) -> tuple[list[dict[str, Any]], int]:
         with self.engine.connect() as c:
             self._check_namespace(c, namespace)
-            stmt = select(d.c.namespace, d.c.name).where(d.c.namespace == namespace)
-            items, total = _page(c, stmt, (d.c.name,), limit, offset, nodes.load_datasets)
+            stmt = select(table.c.namespace, table.c.name).where(table.c.namespace == namespace)
+            return _page(c, stmt, (table.c.name,), limit, offset, loader)
+
+    def _get_node(self, loader: Loader, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        with self.engine.connect() as c:
+            found = loader(c, [(namespace, name)])
+        if not found:
+            raise NotFoundError(kind, name)
+        return found[(namespace, name)]
+
+    @staticmethod
+    def _check_node(c: Connection, table: Any, kind: str, namespace: str, name: str) -> None:
+        if not _exists(c, table, table.c.namespace == namespace, table.c.name == name):
+            raise NotFoundError(kind, name)
+
+    def list_datasets(self, namespace: str, limit: int, offset: int) -> dict[str, Any]:
+        items, total = self._list_nodes(s.datasets, nodes.load_datasets, namespace, limit, offset)
         return {"datasets": items, "totalCount": total}
 
     def get_dataset(self, namespace: str, name: str) -> dict[str, Any]:
-        with self.engine.connect() as c:
-            found = nodes.load_datasets(c, [(namespace, name)])
-        if not found:
-            raise NotFoundError("Dataset", name)
-        return found[(namespace, name)]
+        return self._get_node(nodes.load_datasets, "Dataset", namespace, name)
 
     def _check_dataset(self, c: Connection, namespace: str, name: str) -> None:
-        d = s.datasets
-        if not _exists(c, d, d.c.namespace == namespace, d.c.name == name):
-            raise NotFoundError("Dataset", name)
+        self._check_node(c, s.datasets, "Dataset", namespace, name)
 
     def list_dataset_versions(self, namespace: str, name: str, limit: int, offset: int) -> dict[str, Any]:
         dv = s.dataset_versions
@@ -207,24 +221,14 @@ class ReadService:
     # -- jobs and runs ------------------------------------------------------------------------------
 
     def list_jobs(self, namespace: str, limit: int, offset: int) -> dict[str, Any]:
-        j = s.jobs
-        with self.engine.connect() as c:
-            self._check_namespace(c, namespace)
-            stmt = select(j.c.namespace, j.c.name).where(j.c.namespace == namespace)
-            items, total = _page(c, stmt, (j.c.name,), limit, offset, nodes.load_jobs)
+        items, total = self._list_nodes(s.jobs, nodes.load_jobs, namespace, limit, offset)
         return {"jobs": items, "totalCount": total}
 
     def get_job(self, namespace: str, name: str) -> dict[str, Any]:
-        with self.engine.connect() as c:
-            found = nodes.load_jobs(c, [(namespace, name)])
-        if not found:
-            raise NotFoundError("Job", name)
-        return found[(namespace, name)]
+        return self._get_node(nodes.load_jobs, "Job", namespace, name)
 
     def _check_job(self, c: Connection, namespace: str, name: str) -> None:
-        j = s.jobs
-        if not _exists(c, j, j.c.namespace == namespace, j.c.name == name):
-            raise NotFoundError("Job", name)
+        self._check_node(c, s.jobs, "Job", namespace, name)
 
     def list_job_versions(self, namespace: str, name: str, limit: int, offset: int) -> dict[str, Any]:
         with self.engine.connect() as c:

@@ -8,6 +8,7 @@ inside a PostgreSQL b-tree entry (about 2.7 KB); PostgreSQL text cannot hold NUL
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from lineage.service.validation import FieldError
@@ -25,6 +26,27 @@ MAX_RUN_ID_BYTES = 64
 def _shown(key: str) -> str:
     """A key as it appears in an error path: long keys are cut so the message stays readable."""
     return key if len(key) <= 64 else key[:61] + "..."
+
+
+_TAG_LIMITS: dict[str, int | None] = {
+    "key": MAX_TAG_PART_BYTES, "value": MAX_TAG_PART_BYTES, "source": MAX_TAG_PART_BYTES,
+    "field": MAX_FIELD_BYTES,
+}
+_FIELD_SPEC_LIMITS: dict[str, int | None] = {
+    "transformationType": MAX_TRANSFORMATION_BYTES, "transformationDescription": None,
+}
+_INPUT_FIELD_LIMITS: dict[str, int | None] = {
+    "namespace": MAX_NAMESPACE_BYTES, "name": MAX_NAME_BYTES, "field": MAX_FIELD_BYTES,
+}
+_TRANSFORMATION_LIMITS: dict[str, int | None] = {
+    "type": MAX_TRANSFORMATION_BYTES, "subtype": MAX_TRANSFORMATION_BYTES, "description": None,
+}
+
+
+def _dicts(value: Any) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(index, item) of the dict items of a list; anything else yields nothing."""
+    if isinstance(value, list):
+        yield from ((i, item) for i, item in enumerate(value) if isinstance(item, dict))
 
 
 def _too_long(value: str, limit: int) -> bool:
@@ -54,18 +76,15 @@ class _Checker:
             self.text(f"{path}.{_shown(str(key))}", key, MAX_FACET_KEY_BYTES, required=True)
         return facets
 
+    def fields(self, base: str, obj: dict[str, Any], limits: dict[str, int | None]) -> None:
+        """Check ``obj[key]`` against ``limits[key]`` for each key (None: no size limit)."""
+        for key, limit in limits.items():
+            self.text(f"{base}.{key}", obj.get(key), limit)
+
     def tags(self, path: str, facet: Any) -> None:
         entries = facet.get("tags") if isinstance(facet, dict) else None
-        if not isinstance(entries, list):
-            return
-        for i, entry in enumerate(entries):
-            if not isinstance(entry, dict):
-                continue
-            base = f"{path}.tags[{i}]"
-            self.text(f"{base}.key", entry.get("key"), MAX_TAG_PART_BYTES)
-            self.text(f"{base}.value", entry.get("value"), MAX_TAG_PART_BYTES)
-            self.text(f"{base}.source", entry.get("source"), MAX_TAG_PART_BYTES)
-            self.text(f"{base}.field", entry.get("field"), MAX_FIELD_BYTES)
+        for i, entry in _dicts(entries):
+            self.fields(f"{path}.tags[{i}]", entry, _TAG_LIMITS)
 
     def column_lineage(self, path: str, facet: Any) -> None:
         fields = facet.get("fields") if isinstance(facet, dict) else None
@@ -76,27 +95,12 @@ class _Checker:
             self.text(base, out_field, MAX_FIELD_BYTES)
             if not isinstance(spec, dict):
                 continue
-            self.text(f"{base}.transformationType", spec.get("transformationType"), MAX_TRANSFORMATION_BYTES)
-            self.text(f"{base}.transformationDescription", spec.get("transformationDescription"))
-            sources = spec.get("inputFields")
-            if not isinstance(sources, list):
-                continue
-            for j, source in enumerate(sources):
-                if not isinstance(source, dict):
-                    continue
+            self.fields(base, spec, _FIELD_SPEC_LIMITS)
+            for j, source in _dicts(spec.get("inputFields")):
                 at = f"{base}.inputFields[{j}]"
-                self.text(f"{at}.namespace", source.get("namespace"), MAX_NAMESPACE_BYTES)
-                self.text(f"{at}.name", source.get("name"), MAX_NAME_BYTES)
-                self.text(f"{at}.field", source.get("field"), MAX_FIELD_BYTES)
-                transformations = source.get("transformations")
-                if not isinstance(transformations, list):
-                    continue
-                for k, tr in enumerate(transformations):
-                    if isinstance(tr, dict):
-                        self.text(f"{at}.transformations[{k}].type", tr.get("type"), MAX_TRANSFORMATION_BYTES)
-                        self.text(f"{at}.transformations[{k}].subtype", tr.get("subtype"),
-                                  MAX_TRANSFORMATION_BYTES)
-                        self.text(f"{at}.transformations[{k}].description", tr.get("description"))
+                self.fields(at, source, _INPUT_FIELD_LIMITS)
+                for k, transformation in _dicts(source.get("transformations")):
+                    self.fields(f"{at}.transformations[{k}]", transformation, _TRANSFORMATION_LIMITS)
 
     def dataset(self, base: str, ds: Any) -> None:
         if not isinstance(ds, dict):
