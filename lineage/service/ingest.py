@@ -32,8 +32,8 @@ from lineage.service.store_limits import (  # noqa: F401  (re-exported: the docu
 from lineage.service.validation import EventValidator, FacetWarning, FieldError
 from lineage.store import times
 from lineage.store.db import WriterLock
-from lineage.store.events import PreparedEvent, append_events
-from lineage.store.projector import run_key
+from lineage.store.events import PreparedEvent, append_events, offset_events
+from lineage.store.projector import build_projection, run_key
 
 log = logging.getLogger(__name__)
 
@@ -306,8 +306,11 @@ class GroupCommitWriter:
 
     def _write(self, events: list[PreparedEvent]) -> list[bool]:
         received = times.now()
+        # The derived rows need no database: build them before the lock, so that another process's
+        # writer (or this one's next commit) waits only for the SQL.
+        projection = build_projection(offset_events(events))
         with self.writer_lock.hold(), self.engine.begin() as connection:
-            flags = append_events(connection, events, received)
+            flags = append_events(connection, events, received, projection)
         self.commits += 1
         created = sum(flags)
         for listener in self.listeners:

@@ -16,7 +16,7 @@ import orjson
 from sqlalchemy import Connection, Engine, delete, func, select, text
 
 from lineage.store import schema as s
-from lineage.store.projector import StoredEvent, project
+from lineage.store.projector import Projection, StoredEvent, build_projection, project
 from lineage.tuning import paused_gc
 
 #: Columns that are bookkeeping, not graph: left out of the graph hash.
@@ -82,36 +82,55 @@ def lock_writers(connection: Connection) -> None:
         connection.exec_driver_sql("UPDATE store_meta SET value = value WHERE key = 'writer'")
 
 
-def append_events(connection: Connection, batch: Sequence[PreparedEvent], received_at: str) -> list[bool]:
+def offset_events(batch: Sequence[PreparedEvent]) -> list[StoredEvent]:
+    """The batch as StoredEvents whose ``id`` is the position in the batch (see append_events)."""
+    return [StoredEvent(i, p.event_hash, p.event_time, p.event) for i, p in enumerate(batch)]
+
+
+def append_events(
+    connection: Connection,
+    batch: Sequence[PreparedEvent],
+    received_at: str,
+    projection: Projection | None = None,
+) -> list[bool]:
     """Store ``batch`` (inside the caller's transaction) and project the new events.
+
+    ``projection``, when given, is ``build_projection(offset_events(batch))`` computed by the caller
+    before it took the write lock. Event ids are ``first + position in batch``, so offsets become ids
+    by adding ``first``. It may hold rows of events that turn out to be stored already: applying an
+    event twice changes nothing (the merges are idempotent), so they are written as they are.
 
     Returns, per event, True when it was new and False when the store already had it (or an earlier
     event of the same batch was the same event).
     """
     lock_writers(connection)
     known = _known_hashes(connection, list(dict.fromkeys(p.event_hash for p in batch)))
-    fresh: dict[str, PreparedEvent] = {}
+    fresh: list[int] = []
+    seen: set[str] = set()
     is_new: list[bool] = []
-    for prepared in batch:
-        new = prepared.event_hash not in known and prepared.event_hash not in fresh
+    for position, prepared in enumerate(batch):
+        new = prepared.event_hash not in known and prepared.event_hash not in seen
         if new:
-            fresh[prepared.event_hash] = prepared
+            seen.add(prepared.event_hash)
+            fresh.append(position)
         is_new.append(new)
-    if fresh:
-        # Ids are assigned here, under the write lock: no second query to learn what the insert chose.
-        last = connection.exec_driver_sql("SELECT max(id) FROM events").scalar()
-        first = int(last or 0) + 1
-        stored = [StoredEvent(first + i, h, p.event_time, p.event) for i, (h, p) in enumerate(fresh.items())]
-        # Straight to the driver: SQLAlchemy's per-row parameter processing cost more than the insert.
-        connection.exec_driver_sql(
-            _insert_sql(_marker(connection)),
-            [
-                (ev.id, p.event_hash, p.kind, p.event_type, p.event_time, p.run_id, p.job_namespace,
-                 p.job_name, received_at, p.payload, p.facet_warnings)
-                for ev, p in zip(stored, fresh.values(), strict=True)
-            ],
-        )
-        project(connection, stored)
+    if not fresh:
+        return is_new
+    # Ids are assigned here, under the write lock: no second query to learn what the insert chose.
+    first = int(connection.exec_driver_sql("SELECT max(id) FROM events").scalar() or 0) + 1
+    # Straight to the driver: SQLAlchemy's per-row parameter processing cost more than the insert.
+    connection.exec_driver_sql(
+        _insert_sql(_marker(connection)),
+        [
+            (first + i, p.event_hash, p.kind, p.event_type, p.event_time, p.run_id, p.job_namespace,
+             p.job_name, received_at, p.payload, p.facet_warnings)
+            for i, p in ((i, batch[i]) for i in fresh)
+        ],
+    )
+    if projection is None:
+        projection = build_projection(StoredEvent(i, batch[i].event_hash, batch[i].event_time,
+                                                  batch[i].event) for i in fresh)
+    projection.write(connection, seq_base=first)
     return is_new
 
 

@@ -109,8 +109,12 @@ def _facets(obj: Any, key: str = "facets") -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-class _Batch:
-    """Rows of one projection batch, merged per primary key."""
+class Projection:
+    """Rows of one projection batch, merged per primary key.
+
+    Computing it needs no database, so the writer builds it before taking the store's write lock and
+    only the SQL runs under the lock. ``seq`` values are then offsets, shifted by ``seq_base`` on write.
+    """
 
     def __init__(self) -> None:
         self.acc: dict[str, dict[tuple[Any, ...], Row]] = {name: {} for name in SPECS}
@@ -118,7 +122,7 @@ class _Batch:
     def add(self, table: str, row: Row) -> None:
         SPECS[table].merge_into(self.acc[table], row)
 
-    def write(self, connection: Connection) -> int:
+    def write(self, connection: Connection, seq_base: int = 0) -> int:
         written = 0
         for name, rows in self.acc.items():
             batch = list(rows.values())
@@ -126,11 +130,14 @@ class _Batch:
                 # Facet values are kept as objects while rows merge; only the winners get serialised.
                 for row in batch:
                     row["value"] = _dumps(row["value"])
+            if seq_base and batch and "seq" in batch[0]:
+                for row in batch:
+                    row["seq"] += seq_base
             written += SPECS[name].write(connection, batch)
         return written
 
 
-def _project_one(batch: _Batch, ev: StoredEvent) -> None:
+def _project_one(batch: Projection, ev: StoredEvent) -> None:
     event, t, seq = ev.event, ev.event_time, ev.id
     lww = f"{t}|{ev.event_hash}"
     add = batch.add
@@ -229,7 +236,7 @@ def run_key(value: Any) -> str:
         return text
 
 
-def _column_lineage(batch: _Batch, ns: str, name: str, facet: Any, lww: str, seq: int) -> None:
+def _column_lineage(batch: Projection, ns: str, name: str, facet: Any, lww: str, seq: int) -> None:
     fields = facet.get("fields") if isinstance(facet, dict) else None
     if not isinstance(fields, dict):
         return
@@ -264,7 +271,7 @@ def _tag_entries(facet: Any) -> Iterable[dict[str, Any]]:
         yield from (e for e in entries if isinstance(e, dict) and e.get("key") is not None)
 
 
-def _dataset_tags(batch: _Batch, ns: str, name: str, facet: Any, lww: str, t: str) -> None:
+def _dataset_tags(batch: Projection, ns: str, name: str, facet: Any, lww: str, t: str) -> None:
     for entry in _tag_entries(facet):
         key, value = str(entry["key"]), str(entry.get("value", ""))
         batch.add("dataset_tags", {"namespace": ns, "name": name, "field": str(entry.get("field") or ""),
@@ -273,7 +280,7 @@ def _dataset_tags(batch: _Batch, ns: str, name: str, facet: Any, lww: str, t: st
         batch.add("tags", {"name": s.tag_name(key, value), "created_at": t})
 
 
-def _job_tags(batch: _Batch, ns: str, name: str, facet: Any, lww: str, t: str) -> None:
+def _job_tags(batch: Projection, ns: str, name: str, facet: Any, lww: str, t: str) -> None:
     for entry in _tag_entries(facet):
         key, value = str(entry["key"]), str(entry.get("value", ""))
         batch.add("job_tags", {"namespace": ns, "name": name, "tag_key": key, "tag_value": value,
@@ -281,9 +288,14 @@ def _job_tags(batch: _Batch, ns: str, name: str, facet: Any, lww: str, t: str) -
         batch.add("tags", {"name": s.tag_name(key, value), "created_at": t})
 
 
+def build_projection(events: Iterable[StoredEvent]) -> Projection:
+    """The derived rows of ``events`` (pure: no database); ``seq`` is each event's ``id``."""
+    projection = Projection()
+    for ev in events:
+        _project_one(projection, ev)
+    return projection
+
+
 def project(connection: Connection, events: Iterable[StoredEvent]) -> int:
     """Apply ``events`` to the derived tables inside the caller's transaction; returns rows written."""
-    batch = _Batch()
-    for ev in events:
-        _project_one(batch, ev)
-    return batch.write(connection)
+    return build_projection(events).write(connection)
