@@ -45,6 +45,10 @@ class LineageContext:
         return cls(settings, engine, validator, ingest, ReadService(engine), graph, WalCheckpointer(engine))
 
     def start(self) -> None:
+        # Events a previous process stored but did not project go into the graph before we serve.
+        recovered = self.ingest.writer.recover()
+        if recovered:
+            log.info("projected %d events left unprojected by a previous run", recovered)
         self.ingest.writer.start()
         self.checkpointer.start()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,11 +12,29 @@ from starlette.responses import Response
 from lineage.api import routes_graph, routes_ingest, routes_read
 from lineage.api.errors import install_error_handlers, json_response
 from lineage.api.paths import EncodedSlashMiddleware
+from lineage.api.routes_ingest import ASGIApp, Receive, Scope, Send
 from lineage.context import LineageContext
 from lineage.settings import LineageSettings
 from lineage.tuning import tune_gc
 
 API_VERSION = "0.1.0"
+
+
+class ReadYourWrites:
+    """Before a read, wait until the graph shows every event this process has acknowledged.
+
+    Ingest acknowledges an event once it is in the raw log and projects it a few milliseconds later;
+    a client that posts and then reads must still see its event.
+    """
+
+    def __init__(self, app: ASGIApp, context: LineageContext) -> None:
+        self.app = app
+        self.writer = context.ingest.writer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET" and self.writer.lagging():
+            await asyncio.to_thread(self.writer.wait_projected)
+        await self.app(scope, receive, send)
 
 
 def create_app(context: LineageContext | None = None, settings: LineageSettings | None = None) -> FastAPI:
@@ -41,6 +60,7 @@ def create_app(context: LineageContext | None = None, settings: LineageSettings 
     app.state.context = ctx
     # Names with '/' arrive as %2F; routing must see them as one path segment.
     app.add_middleware(EncodedSlashMiddleware)
+    app.add_middleware(ReadYourWrites, context=ctx)
     # Outermost: ingest POSTs skip FastAPI's stack (see routes_ingest).
     app.add_middleware(routes_ingest.IngestFastPath, context=ctx)
     install_error_handlers(app)
@@ -48,9 +68,11 @@ def create_app(context: LineageContext | None = None, settings: LineageSettings 
     app.include_router(routes_read.router)
     app.include_router(routes_graph.router)
 
-    @app.get("/healthz", tags=["Service"], summary="Liveness and store reachability")
+    @app.get("/healthz", tags=["Service"], summary="Liveness, and how far the graph is behind the log")
     def healthz() -> Response:
-        return json_response({"status": "ok"})
+        writer = ctx.ingest.writer
+        return json_response({"status": "ok", "acknowledged": writer.acknowledged,
+                              "projected": writer.projected})
 
     return app
 

@@ -12,11 +12,8 @@ import gzip
 import hashlib
 import json
 import logging
-import queue
-import threading
 import zlib
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,10 +27,10 @@ from lineage.service.store_limits import (  # noqa: F401  (re-exported: the docu
     store_limits,
 )
 from lineage.service.validation import EventValidator, FacetWarning, FieldError
+from lineage.service.writer import GroupCommitWriter
 from lineage.store import times
-from lineage.store.db import WriterLock
-from lineage.store.events import PreparedEvent, append_events, offset_events
-from lineage.store.projector import build_projection, run_key
+from lineage.store.events import PreparedEvent
+from lineage.store.projector import run_key
 
 log = logging.getLogger(__name__)
 
@@ -227,95 +224,9 @@ class IngestService:
         return results
 
     def ingest_sync(self, events: Sequence[Any]) -> list[EventResult]:
+        """:meth:`ingest` for callers without an event loop; returns once the graph shows the events."""
         prepared, results = self.prepare_all(events)
         if prepared:
             self._apply(results, self.writer.submit(prepared).result())
+            self.writer.wait_projected()
         return results
-
-
-_Item = tuple[list[PreparedEvent], "Future[list[bool]]"]
-
-
-class GroupCommitWriter:
-    """One thread that commits queued batches together; callers wait on a Future."""
-
-    def __init__(self, engine: Engine, *, commit_batch_max: int = 2_000) -> None:
-        self.engine = engine
-        self.commit_batch_max = commit_batch_max
-        self.listeners: list[Callable[[int], None]] = []
-        self._queue: queue.Queue[_Item | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self.writer_lock = WriterLock(engine)
-        self.commits = 0
-
-    def start(self) -> None:
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="lineage-writer", daemon=True)
-                self._thread.start()
-
-    def stop(self) -> None:
-        with self._lock:
-            thread, self._thread = self._thread, None
-        if thread is not None:
-            self._queue.put(None)
-            thread.join(timeout=30)
-
-    def submit(self, batch: list[PreparedEvent]) -> Future[list[bool]]:
-        future: Future[list[bool]] = Future()
-        self.start()
-        self._queue.put((batch, future))
-        return future
-
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            items = [item]
-            size = len(item[0])
-            while size < self.commit_batch_max:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._queue.put(None)  # finish this round, then stop
-                    break
-                items.append(more)
-                size += len(more[0])
-            self._commit(items)
-
-    def _commit(self, items: list[_Item]) -> None:
-        try:
-            flags = self._write([e for batch, _ in items for e in batch])
-        except Exception:
-            if len(items) == 1:
-                log.exception("storing %d events failed", len(items[0][0]))
-                items[0][1].set_exception(RuntimeError("the lineage store could not store the events"))
-                return
-            # One request's events must not fail another's: retry each request on its own.
-            for single in items:
-                self._commit([single])
-            return
-        offset = 0
-        for batch, future in items:
-            future.set_result(flags[offset : offset + len(batch)])
-            offset += len(batch)
-
-    def _write(self, events: list[PreparedEvent]) -> list[bool]:
-        received = times.now()
-        # The derived rows need no database: build them before the lock, so that another process's
-        # writer (or this one's next commit) waits only for the SQL.
-        projection = build_projection(offset_events(events))
-        with self.writer_lock.hold(), self.engine.begin() as connection:
-            flags = append_events(connection, events, received, projection)
-        self.commits += 1
-        created = sum(flags)
-        for listener in self.listeners:
-            try:
-                listener(created)
-            except Exception:  # a listener (cache, stream) must never lose a stored event
-                log.exception("ingest listener failed")
-        return flags

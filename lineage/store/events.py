@@ -8,7 +8,7 @@ two stores (or one store before and after a rebuild) can be compared.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +16,7 @@ import orjson
 from sqlalchemy import Connection, Engine, delete, func, select, text
 
 from lineage.store import schema as s
-from lineage.store.projector import Projection, StoredEvent, build_projection, project
+from lineage.store.projector import StoredEvent, project
 from lineage.tuning import paused_gc
 
 #: Columns that are bookkeeping, not graph: left out of the graph hash.
@@ -25,6 +25,7 @@ _CHUNK = 500  # SQLite allows 32k bound variables; keep IN lists well below that
 # Events replayed per projection batch: bigger batches merge more rows before they reach SQL
 # (measured on SQLite: 2,000 -> 8,974 events/s, 10,000 -> 10,765 events/s).
 REPLAY_BATCH = 10_000
+PROJECTED_KEY = "projected"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,40 +83,28 @@ def lock_writers(connection: Connection) -> None:
         connection.exec_driver_sql("UPDATE store_meta SET value = value WHERE key = 'writer'")
 
 
-def offset_events(batch: Sequence[PreparedEvent]) -> list[StoredEvent]:
-    """The batch as StoredEvents whose ``id`` is the position in the batch (see append_events)."""
-    return [StoredEvent(i, p.event_hash, p.event_time, p.event) for i, p in enumerate(batch)]
-
-
-def append_events(
-    connection: Connection,
-    batch: Sequence[PreparedEvent],
-    received_at: str,
-    projection: Projection | None = None,
-) -> list[bool]:
-    """Store ``batch`` (inside the caller's transaction) and project the new events.
-
-    ``projection``, when given, is ``build_projection(offset_events(batch))`` computed by the caller
-    before it took the write lock. Event ids are ``first + position in batch``, so offsets become ids
-    by adding ``first``. It may hold rows of events that turn out to be stored already: applying an
-    event twice changes nothing (the merges are idempotent), so they are written as they are.
+def append_raw(
+    connection: Connection, batch: Sequence[PreparedEvent], received_at: str
+) -> tuple[list[bool], list[StoredEvent]]:
+    """Store the new events of ``batch`` in the raw log (inside the caller's transaction).
 
     Returns, per event, True when it was new and False when the store already had it (or an earlier
-    event of the same batch was the same event).
+    event of the same batch was the same event), and the new events as stored (with their ids).
+    The derived graph is brought up to date separately by :func:`project_pending`.
     """
     lock_writers(connection)
     known = _known_hashes(connection, list(dict.fromkeys(p.event_hash for p in batch)))
-    fresh: list[int] = []
+    fresh: list[PreparedEvent] = []
     seen: set[str] = set()
     is_new: list[bool] = []
-    for position, prepared in enumerate(batch):
+    for prepared in batch:
         new = prepared.event_hash not in known and prepared.event_hash not in seen
         if new:
             seen.add(prepared.event_hash)
-            fresh.append(position)
+            fresh.append(prepared)
         is_new.append(new)
     if not fresh:
-        return is_new
+        return is_new, []
     # Ids are assigned here, under the write lock: no second query to learn what the insert chose.
     first = int(connection.exec_driver_sql("SELECT max(id) FROM events").scalar() or 0) + 1
     # Straight to the driver: SQLAlchemy's per-row parameter processing cost more than the insert.
@@ -124,14 +113,60 @@ def append_events(
         [
             (first + i, p.event_hash, p.kind, p.event_type, p.event_time, p.run_id, p.job_namespace,
              p.job_name, received_at, p.payload, p.facet_warnings)
-            for i, p in ((i, batch[i]) for i in fresh)
+            for i, p in enumerate(fresh)
         ],
     )
-    if projection is None:
-        projection = build_projection(StoredEvent(i, batch[i].event_hash, batch[i].event_time,
-                                                  batch[i].event) for i in fresh)
-    projection.write(connection, seq_base=first)
-    return is_new
+    return is_new, [StoredEvent(first + i, p.event_hash, p.event_time, p.event) for i, p in enumerate(fresh)]
+
+
+def projected_upto(connection: Connection) -> int:
+    """The id up to which every raw event is in the derived graph."""
+    value = connection.execute(
+        select(s.store_meta.c.value).where(s.store_meta.c.key == PROJECTED_KEY)
+    ).scalar()
+    return int(value or 0)
+
+
+def _set_projected(connection: Connection, upto: int) -> None:
+    updated = connection.execute(
+        s.store_meta.update().where(s.store_meta.c.key == PROJECTED_KEY).values(value=str(upto))
+    ).rowcount
+    if not updated:
+        connection.execute(s.store_meta.insert().values(key=PROJECTED_KEY, value=str(upto)))
+
+
+def project_pending(
+    connection: Connection, cached: Mapping[int, StoredEvent] | None = None, limit: int = REPLAY_BATCH
+) -> tuple[int, int]:
+    """Project raw events not yet in the derived graph (inside the caller's transaction).
+
+    Events are taken in id order after the ``projected`` watermark, which moves in the same
+    transaction: a crash leaves either both or neither. ``cached`` holds events this process has just
+    stored, to spare parsing them again. Returns (events projected, new watermark).
+    """
+    lock_writers(connection)
+    upto = projected_upto(connection)
+    rows = connection.execute(
+        select(s.events.c.id, s.events.c.event_hash, s.events.c.event_time, s.events.c.payload)
+        .where(s.events.c.id > upto).order_by(s.events.c.id).limit(limit)
+    ).all()
+    if not rows:
+        return 0, upto
+    cached = cached or {}
+    events = [cached.get(int(i)) or StoredEvent(int(i), h, t, orjson.loads(p)) for i, h, t, p in rows]
+    project(connection, events)
+    last = int(rows[-1][0])
+    _set_projected(connection, last)
+    return len(events), last
+
+
+def append_events(connection: Connection, batch: Sequence[PreparedEvent], received_at: str) -> list[bool]:
+    """:func:`append_raw` and project at once, in the caller's transaction (library use, tests)."""
+    flags, stored = append_raw(connection, batch, received_at)
+    cached = {ev.id: ev for ev in stored}
+    while project_pending(connection, cached)[0]:
+        pass
+    return flags
 
 
 def iter_stored_events(connection: Connection, batch_size: int = 2_000) -> Iterator[list[StoredEvent]]:
@@ -190,12 +225,15 @@ def rebuild_in(
         else:
             connection.execute(delete(table))
     replayed = 0
+    last = 0
     with paused_gc():
         for events in iter_stored_events(connection, batch_size):
             project(connection, events)
             replayed += len(events)
+            last = events[-1].id
             if progress is not None:
                 progress(replayed)
+    _set_projected(connection, last)
     bump_generation(connection)
     return replayed
 

@@ -25,9 +25,10 @@ from functools import partial
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, select
 
 from lineage.store import schema as s
+from lineage.store.events import PROJECTED_KEY
 from lineage.store.nodes import load_datasets, load_jobs
 
 Key = tuple[str, str]
@@ -192,10 +193,10 @@ class ColumnIndex:
 
 
 def _probe(connection: Connection) -> tuple[int, int]:
-    """(newest raw event id, generation) in one round trip."""
+    """(projection watermark, generation) in one round trip: derived rows carry seq <= the watermark."""
     row = connection.execute(
         select(
-            select(func.max(s.events.c.id)).scalar_subquery(),
+            select(s.store_meta.c.value).where(s.store_meta.c.key == PROJECTED_KEY).scalar_subquery(),
             select(s.store_meta.c.value).where(s.store_meta.c.key == "generation").scalar_subquery(),
         )
     ).one()

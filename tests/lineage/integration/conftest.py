@@ -231,6 +231,25 @@ class Server:
                 break
         raise AssertionError(f"lineage server did not become healthy; log:\n{self.log_text()}")
 
+    def wait_projected(self, timeout: float = 30.0) -> None:
+        """Wait until the derived graph shows every acknowledged event.
+
+        The server acknowledges an event once it is in the raw log and projects it into the graph
+        milliseconds later; GET requests wait for that themselves, a test reading the store directly
+        asks /healthz.
+        """
+        deadline = time.monotonic() + timeout
+        conn = self.connection()
+        try:
+            while time.monotonic() < deadline:
+                health = http_get(conn, "/healthz").json
+                if health["projected"] >= health["acknowledged"]:
+                    return
+                time.sleep(0.01)
+        finally:
+            conn.close()
+        raise AssertionError(f"the graph did not catch up with the log within {timeout} s")
+
     def _wait_healthy(self, timeout: float) -> bool:
         assert self.proc is not None
         deadline = time.monotonic() + timeout

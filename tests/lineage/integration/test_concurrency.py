@@ -125,6 +125,7 @@ def test_eight_parallel_producers_store_every_event_once_and_the_sequential_grap
     assert set(created) == set(hashes), "some event was never reported created"
     assert max(created.values()) == 1, "an event was reported created twice"
 
+    server.wait_projected()
     engine = it.engine(url)
     assert it.count_events(engine) == N_EVENTS
     assert it.stored_hashes(engine) == set(hashes)

@@ -445,6 +445,7 @@ def test_hostile_names_are_stored_verbatim_in_the_graph(target: Target) -> None:
               for v in HOSTILE_NAMES.values()]
     reply = target.server.post(BATCH, orjson.dumps(events))
     assert reply.status == 200, reply.body
+    target.server.wait_projected()
     with target.engine.connect() as connection:
         jobs = {(r[0], r[1]) for r in connection.execute(text("SELECT namespace, name FROM jobs"))}
         datasets = {(r[0], r[1]) for r in connection.execute(text("SELECT namespace, name FROM datasets"))}

@@ -1,0 +1,206 @@
+"""The store's writer: acknowledges events once they are in the raw log, projects them soon after.
+
+One thread per process. Requests queue their validated events; the thread commits everything queued at
+that moment to the raw log in one transaction (group commit) and resolves the requests' futures: an
+acknowledged event is durable. Projecting events into the derived graph touches some thirty b-trees,
+so it is done in larger batches: when the queue has been idle for a moment, when enough events are
+waiting, or at once when a reader asks for it (:meth:`GroupCommitWriter.wait_projected`). The
+``projected`` watermark moves in the projection's transaction, so a crash between the two loses
+nothing: on start the writer projects whatever is past the watermark.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+
+from sqlalchemy import Engine
+
+from lineage.store import times
+from lineage.store.db import WriterLock
+from lineage.store.events import PreparedEvent, append_raw, project_pending, projected_upto
+from lineage.store.projector import StoredEvent
+
+log = logging.getLogger(__name__)
+
+# Project when the queue has been idle this long, or this many events wait, or the oldest waits this long.
+IDLE_PROJECT_S = 0.004
+PROJECT_BATCH = 2_000
+MAX_LAG_S = 0.05
+
+_Item = tuple[list[PreparedEvent], "Future[list[bool]]"]
+_PROJECT_NOW = object()
+
+
+class GroupCommitWriter:
+    """One thread that commits queued batches together; callers wait on a Future."""
+
+    def __init__(self, engine: Engine, *, commit_batch_max: int = 2_000) -> None:
+        self.engine = engine
+        self.commit_batch_max = commit_batch_max
+        self.listeners: list[Callable[[int], None]] = []
+        self.writer_lock = WriterLock(engine)
+        self.commits = 0
+        self._queue: queue.Queue[object] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._backlog: dict[int, StoredEvent] = {}
+        self._backlog_since = 0.0
+        self._state = threading.Condition()
+        self.acknowledged = 0  # highest event id this process acknowledged
+        self.projected = 0  # highest event id known to be in the derived graph
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    def recover(self) -> int:
+        """Project whatever a previous process stored but did not project (call before serving)."""
+        done = 0
+        while True:
+            count = self._project_once()
+            done += count
+            if not count:
+                return done
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="lineage-writer", daemon=True)
+                self._thread.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            thread.join(timeout=30)
+
+    def submit(self, batch: list[PreparedEvent]) -> Future[list[bool]]:
+        future: Future[list[bool]] = Future()
+        self.start()
+        self._queue.put((batch, future))
+        return future
+
+    # -- read-your-writes ---------------------------------------------------------------------------
+
+    def lagging(self) -> bool:
+        return self.projected < self.acknowledged
+
+    def wait_projected(self, timeout: float = 10.0) -> bool:
+        """Block until every event acknowledged so far is in the derived graph (True) or timeout."""
+        target = self.acknowledged
+        if self.projected >= target:
+            return True
+        self._queue.put(_PROJECT_NOW)
+        deadline = time.monotonic() + timeout
+        with self._state:
+            while self.projected < target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._state.wait(remaining)
+        return True
+
+    # -- the thread ---------------------------------------------------------------------------------
+
+    def _next(self) -> object:
+        if not self._backlog:
+            return self._queue.get()
+        try:
+            return self._queue.get(timeout=IDLE_PROJECT_S)
+        except queue.Empty:
+            return _PROJECT_NOW
+
+    def _run(self) -> None:
+        while True:
+            item = self._next()
+            if item is None:
+                self._project_all()
+                return
+            if item is _PROJECT_NOW:
+                self._project_all()
+                continue
+            assert isinstance(item, tuple)
+            items: list[_Item] = [item]
+            size = len(item[0])
+            project_now = False
+            while size < self.commit_batch_max:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)  # finish this round, then stop
+                    break
+                if more is _PROJECT_NOW:
+                    project_now = True
+                    continue
+                assert isinstance(more, tuple)
+                items.append(more)
+                size += len(more[0])
+            self._commit(items)
+            lag = time.monotonic() - self._backlog_since
+            if project_now or len(self._backlog) >= PROJECT_BATCH or (self._backlog and lag > MAX_LAG_S):
+                self._project_all()
+
+    def _commit(self, items: list[_Item]) -> None:
+        try:
+            flags = self._write([e for batch, _ in items for e in batch])
+        except Exception:
+            if len(items) == 1:
+                log.exception("storing %d events failed", len(items[0][0]))
+                items[0][1].set_exception(RuntimeError("the lineage store could not store the events"))
+                return
+            # One request's events must not fail another's: retry each request on its own.
+            for single in items:
+                self._commit([single])
+            return
+        offset = 0
+        for batch, future in items:
+            future.set_result(flags[offset : offset + len(batch)])
+            offset += len(batch)
+
+    def _write(self, events: list[PreparedEvent]) -> list[bool]:
+        received = times.now()
+        with self.writer_lock.hold(), self.engine.begin() as connection:
+            flags, stored = append_raw(connection, events, received)
+        self.commits += 1
+        if stored:
+            if not self._backlog:
+                self._backlog_since = time.monotonic()
+            self._backlog.update((ev.id, ev) for ev in stored)
+            self.acknowledged = max(self.acknowledged, stored[-1].id)
+        return flags
+
+    def _project_once(self) -> int:
+        with self.writer_lock.hold(), self.engine.begin() as connection:
+            count, upto = project_pending(connection, self._backlog)
+        for event_id in [i for i in self._backlog if i <= upto]:
+            del self._backlog[event_id]
+        with self._state:
+            self.projected = max(self.projected, upto)
+            self.acknowledged = max(self.acknowledged, upto)
+            self._state.notify_all()
+        if count:
+            for listener in self.listeners:
+                try:
+                    listener(count)
+                except Exception:  # a listener (cache, stream) must never lose a stored event
+                    log.exception("projection listener failed")
+        return count
+
+    def _project_all(self) -> None:
+        try:
+            while self._project_once():
+                pass
+        except Exception:  # the events are safe in the raw log; the next round projects them
+            log.exception("projecting events failed; will retry")
+            time.sleep(0.1)
+        self._backlog_since = time.monotonic()
+
+    def projected_in_store(self) -> int:
+        with self.engine.connect() as connection:
+            return projected_upto(connection)
