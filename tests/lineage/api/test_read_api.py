@@ -7,7 +7,6 @@ whole path: ingest -> projection -> read -> Marquez JSON.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -15,9 +14,6 @@ from urllib.parse import quote
 import pytest
 from fastapi.testclient import TestClient
 
-from lineage.api.app import create_app
-from lineage.api.paths import EncodedSlashMiddleware
-from lineage.context import LineageContext
 from lineage.store.nodes import job_version_id
 from lineage.store.projector import dataset_version_id
 
@@ -26,13 +22,6 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 API = "/api/v1"
 
 
-@pytest.fixture
-def client(context: LineageContext) -> Iterator[TestClient]:
-    """The app as served: with the encoded-slash middleware (wrapped here until app.py installs it)."""
-    app = create_app(context)
-    installed = any(getattr(m, "cls", None) is EncodedSlashMiddleware for m in app.user_middleware)
-    with TestClient(app if installed else EncodedSlashMiddleware(app)) as test_client:
-        yield test_client
 
 
 def at(minutes: float) -> str:

@@ -6,7 +6,6 @@ Runs on SQLite and PostgreSQL (the ``context`` fixture).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -15,8 +14,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from lineage.api.app import create_app
-from lineage.api.paths import EncodedSlashMiddleware
 from lineage.context import LineageContext
 from lineage.store import schema as s
 from lineage.store.projector import dataset_version_id
@@ -25,13 +22,6 @@ PRODUCER = "https://github.com/chaintrace/tests"
 API = "/api/v1"
 
 
-@pytest.fixture
-def client(context: LineageContext) -> Iterator[TestClient]:
-    """The app as served: with the encoded-slash middleware (wrapped here until app.py installs it)."""
-    app = create_app(context)
-    installed = any(getattr(m, "cls", None) is EncodedSlashMiddleware for m in app.user_middleware)
-    with TestClient(app if installed else EncodedSlashMiddleware(app)) as test_client:
-        yield test_client
 
 
 def facet(schema: str, **fields: Any) -> dict[str, Any]:
