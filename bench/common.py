@@ -492,3 +492,28 @@ def run_load(port: int, path: str, bodies_file: Path, *, clients: int, start: in
     out_file.unlink()
     return LoadResult(data["requests"], data["events"], data["wall_s"], data["latencies_ms"],
                       data["statuses"], data["cpu_s"], after - before, data.get("error"))
+
+
+FILL_CHUNK = 2_000
+
+
+def fill_store(url: str, events: list[dict[str, Any]], chunk: int = FILL_CHUNK) -> dict[str, Any]:
+    """Ingest ``events`` in process (``ingest_sync`` in chunks) into the store at ``url``, timed."""
+    from lineage.context import LineageContext
+    from lineage.settings import LineageSettings
+
+    created = rejected = 0
+    with tempfile.TemporaryDirectory() as root:
+        ctx = LineageContext.build(LineageSettings(db_url=url, data_root=Path(root)))
+        ctx.start()
+        started = time.perf_counter()
+        try:
+            for i in range(0, len(events), chunk):
+                results = ctx.ingest.ingest_sync(events[i:i + chunk])
+                created += sum(r.status == "created" for r in results)
+                rejected += sum(not r.accepted for r in results)
+        finally:
+            ctx.close()
+        wall = time.perf_counter() - started
+    return {"events": len(events), "created": created, "rejected": rejected, "wall_s": round(wall, 3),
+            "events_per_s": round(len(events) / wall, 1)}

@@ -25,10 +25,8 @@ from __future__ import annotations
 import gc
 import http.client
 import random
-import tempfile
 import time
 import urllib.parse
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -36,6 +34,7 @@ import orjson
 from bench.common import (
     Server,
     Target,
+    fill_store,
     log,
     median,
     percentile,
@@ -261,25 +260,9 @@ class Floor:
 
 # ------------------------------------------------------------------------------------------------ store
 def load_store(url: str, graph: Any) -> dict[str, Any]:
-    from lineage.context import LineageContext
-    from lineage.settings import LineageSettings
     from lineage.synthetic import layered_graph_events
 
-    events = list(layered_graph_events(graph))
-    with tempfile.TemporaryDirectory() as root:
-        ctx = LineageContext.build(LineageSettings(db_url=url, data_root=Path(root)))
-        ctx.start()
-        started = time.perf_counter()
-        rejected = 0
-        try:
-            for i in range(0, len(events), CHUNK):
-                results = ctx.ingest.ingest_sync(events[i:i + CHUNK])
-                rejected += sum(not r.accepted for r in results)
-        finally:
-            ctx.close()
-        wall = time.perf_counter() - started
-    return {"events": len(events), "rejected": rejected, "wall_s": round(wall, 2),
-            "events_per_s": round(len(events) / wall, 1)}
+    return fill_store(url, list(layered_graph_events(graph)), CHUNK)
 
 
 def starts(graph: Any, n: int, seed: int) -> list[int]:

@@ -10,13 +10,12 @@ transaction per event, into a fresh store (the cost a replay would have without 
 
 from __future__ import annotations
 
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from bench.common import (
     Target,
+    fill_store,
     log,
     pg_available,
     print_targets,
@@ -31,21 +30,8 @@ CHUNK = 2_000
 
 
 def _fill(url: str, events: list[dict[str, Any]]) -> dict[str, Any]:
-    from lineage.context import LineageContext
-    from lineage.settings import LineageSettings
-
-    with tempfile.TemporaryDirectory() as root:
-        ctx = LineageContext.build(LineageSettings(db_url=url, data_root=Path(root)))
-        ctx.start()
-        started = time.perf_counter()
-        created = 0
-        try:
-            for i in range(0, len(events), CHUNK):
-                created += sum(r.status == "created" for r in ctx.ingest.ingest_sync(events[i:i + CHUNK]))
-        finally:
-            ctx.close()
-        wall = time.perf_counter() - started
-    return {"events": created, "wall_s": round(wall, 3), "events_per_s": round(created / wall, 1)}
+    fill = fill_store(url, events, CHUNK)
+    return {**fill, "events": fill["created"]}
 
 
 def _one_by_one(url: str, events: list[dict[str, Any]]) -> dict[str, Any]:
