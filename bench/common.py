@@ -31,6 +31,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 LATEST = RESULTS_DIR / "latest.json"
+QUICK = RESULTS_DIR / "quick.json"
 PG_ADMIN_URL = os.environ.get(
     "CHAINTRACE_BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
@@ -214,12 +215,14 @@ def write_section(section: str, data: dict[str, Any], *, quick: bool,
     """Merge ``data`` as ``sections[section]`` into bench/results/latest.json (atomic replace).
 
     ``info`` is :func:`run_info` taken when the section started (the code it measured); default: now.
+    A ``--quick`` run goes to quick.json instead, so it never replaces the full figures the README shows.
     """
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    target = QUICK if quick else LATEST
     current: dict[str, Any] = {}
-    if LATEST.exists():
+    if target.exists():
         with contextlib.suppress(ValueError, OSError):
-            current = json.loads(LATEST.read_text())
+            current = json.loads(target.read_text())
     if not isinstance(current, dict):
         current = {}
     info = info or run_info()
@@ -228,11 +231,11 @@ def write_section(section: str, data: dict[str, Any], *, quick: bool,
     sections[section] = {"run": info, "quick": quick, **data}
     merged = {"updated": info["date"], "git_commit": info["git_commit"], "machine": info["machine"],
               "sections": sections}
-    tmp = LATEST.with_suffix(".json.tmp")
+    tmp = target.with_suffix(".json.tmp")
     tmp.write_bytes(orjson.dumps(merged, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
                                  | orjson.OPT_NON_STR_KEYS) + b"\n")
-    tmp.replace(LATEST)
-    return LATEST
+    tmp.replace(target)
+    return target
 
 
 def targets_json(targets: Sequence[Target]) -> list[dict[str, Any]]:
