@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 
 from lineage.store import times
 from lineage.store.db import WriterLock
-from lineage.store.events import PreparedEvent, append_raw, project_pending, projected_upto
+from lineage.store.events import PreparedEvent, append_raw, project_pending
 from lineage.store.projector import StoredEvent
 
 log = logging.getLogger(__name__)
@@ -221,7 +221,3 @@ class GroupCommitWriter:
             self._backlog_since = min(self._backlog_since, time.monotonic())
         else:
             self._backlog_since = time.monotonic()
-
-    def projected_in_store(self) -> int:
-        with self.engine.connect() as connection:
-            return projected_upto(connection)

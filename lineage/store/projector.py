@@ -110,11 +110,7 @@ def _facets(obj: Any, key: str = "facets") -> dict[str, Any]:
 
 
 class Projection:
-    """Rows of one projection batch, merged per primary key.
-
-    Computing it needs no database, so the writer builds it before taking the store's write lock and
-    only the SQL runs under the lock. ``seq`` values are then offsets, shifted by ``seq_base`` on write.
-    """
+    """Rows of one projection batch, merged per primary key."""
 
     def __init__(self) -> None:
         self.acc: dict[str, dict[tuple[Any, ...], Row]] = {name: {} for name in SPECS}
@@ -122,7 +118,7 @@ class Projection:
     def add(self, table: str, row: Row) -> None:
         SPECS[table].merge_into(self.acc[table], row)
 
-    def write(self, connection: Connection, seq_base: int = 0) -> int:
+    def write(self, connection: Connection) -> int:
         written = 0
         for name, rows in self.acc.items():
             batch = list(rows.values())
@@ -130,9 +126,6 @@ class Projection:
                 # Facet values are kept as objects while rows merge; only the winners get serialised.
                 for row in batch:
                     row["value"] = _dumps(row["value"])
-            if seq_base and batch and "seq" in batch[0]:
-                for row in batch:
-                    row["seq"] += seq_base
             written += SPECS[name].write(connection, batch)
         return written
 
@@ -288,14 +281,9 @@ def _job_tags(batch: Projection, ns: str, name: str, facet: Any, lww: str, t: st
         batch.add("tags", {"name": s.tag_name(key, value), "created_at": t})
 
 
-def build_projection(events: Iterable[StoredEvent]) -> Projection:
-    """The derived rows of ``events`` (pure: no database); ``seq`` is each event's ``id``."""
+def project(connection: Connection, events: Iterable[StoredEvent]) -> int:
+    """Apply ``events`` to the derived tables inside the caller's transaction; returns rows written."""
     projection = Projection()
     for ev in events:
         _project_one(projection, ev)
-    return projection
-
-
-def project(connection: Connection, events: Iterable[StoredEvent]) -> int:
-    """Apply ``events`` to the derived tables inside the caller's transaction; returns rows written."""
-    return build_projection(events).write(connection)
+    return projection.write(connection)

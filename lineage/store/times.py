@@ -32,12 +32,3 @@ def format_time(moment: datetime) -> str:
 
 def now() -> str:
     return format_time(datetime.now(UTC))
-
-
-def parse_time(value: str) -> datetime:
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-
-
-def api_time(value: str | None) -> str | None:
-    """Stored time -> the form Marquez answers with (ISO-8601 with 'Z')."""
-    return value
