@@ -1,4 +1,4 @@
-"""``python -m bench [ingest|graph|rebuild ...] [--quick]``: run the benchmarks and print a summary."""
+"""``python -m bench [ingest|graph|rebuild|gate ...] [--quick]``: run the benchmarks and print a summary."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 from bench.common import log
 
-SECTIONS = ("ingest", "graph", "rebuild")
+SECTIONS = ("ingest", "graph", "rebuild", "gate")
 
 
 def _runner(name: str) -> Callable[..., dict[str, Any]]:
@@ -23,6 +23,10 @@ def _runner(name: str) -> Callable[..., dict[str, Any]]:
         from bench import graph
 
         return graph.run
+    if name == "gate":
+        from bench import gate
+
+        return gate.run
     from bench import rebuild
 
     return rebuild.run
@@ -30,7 +34,7 @@ def _runner(name: str) -> Callable[..., dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("sections", nargs="*", metavar="{ingest,graph,rebuild}",
+    parser.add_argument("sections", nargs="*", metavar="{ingest,graph,rebuild,gate}",
                         help="which benchmarks to run (default: all, in this order)")
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run, ~3 minutes)")
     args = parser.parse_args(argv)

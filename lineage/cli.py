@@ -1,8 +1,9 @@
-"""``chaintrace lineage ...``: serve, rebuild, retention, stats."""
+"""``chaintrace lineage ...``: serve, rebuild, retention, stats, replay-spool."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,6 +12,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
 from lineage.settings import LineageSettings
+from lineage.spool_format import HttpDelivery, replay
 from lineage.store import times
 from lineage.store.db import create_store_engine, migrate
 from lineage.store.events import counts, graph_hash, rebuild, retention
@@ -105,3 +107,40 @@ def stats(db: DbOption = None) -> None:
         table.add_row(name, f"{count:,}")
     console.print(table)
     console.print(f"graph hash {graph_hash(engine)}")
+
+
+@app.command("replay-spool")
+def replay_spool(
+    spool: Annotated[
+        Path | None, typer.Option("--spool", help="Spool folder (default: CHAINTRACE_SPOOL_DIR).")
+    ] = None,
+    url: Annotated[
+        str | None, typer.Option("--url", help="Service base URL (default: http://HOST:PORT).")
+    ] = None,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Events per request.")] = 100,
+    api_key: Annotated[str | None, typer.Option("--api-key", envvar="CHAINTRACE_API_KEY",
+                                                help="Producer API key (sent as Bearer).")] = None,
+) -> None:
+    """Deliver spooled events to a running service; each file goes once the service acknowledged it."""
+    settings = LineageSettings()
+    spool_dir = spool or settings.spool_dir
+    if spool_dir is None:
+        console.print("[red]no spool folder: pass --spool or set CHAINTRACE_SPOOL_DIR[/red]")
+        raise typer.Exit(2)
+    if not spool_dir.is_dir():
+        console.print(f"[red]spool folder {spool_dir} does not exist[/red]")
+        raise typer.Exit(2)
+    base = url or f"http://{settings.host}:{settings.port}"
+    with HttpDelivery(base, api_key=api_key) as deliver:
+        summary = replay(spool_dir, deliver, batch=batch)
+    table = Table(title=f"spool {spool_dir} -> {base}")
+    table.add_column("events")
+    table.add_column("count", justify="right")
+    table.add_row("delivered", f"{summary.delivered:,}")
+    table.add_row("already present", f"{summary.already_present:,}")
+    table.add_row("rejected (moved to rejected/)", f"{summary.rejected:,}")
+    table.add_row("left in the spool", f"{summary.left:,}")
+    console.print(table)
+    if summary.error:
+        console.print(f"[red]stopped early: {summary.error}[/red]")
+        raise typer.Exit(1)

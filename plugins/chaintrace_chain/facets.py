@@ -1,0 +1,227 @@
+"""OpenLineage datasets and facets for the chain's stages, built from stage reports.
+
+Standard facets (schema, dataSource, columnLineage, tags, lifecycleStateChange, version) come from
+openlineage-python; our custom facets (``purpose``, ``sourceProvenance``, ``stageCounts``) carry their
+own JSON Schema (``schemas/``) through ``_schemaURL``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import attr
+from openlineage.client.event_v2 import InputDataset, OutputDataset
+from openlineage.client.facet_v2 import (
+    DatasetFacet,
+    RunFacet,
+    column_lineage_dataset,
+    dataset_version_dataset,
+    datasource_dataset,
+    lifecycle_state_change_dataset,
+    schema_dataset,
+    tags_dataset,
+)
+
+from chaintrace_chain.spec import LEVELS
+
+if TYPE_CHECKING:
+    from chaintrace_chain.spec import DatasetSpec, ProductSpec
+    from chaintrace_chain.stages import StageReport, TableReport
+
+FACET_SCHEMA_BASE = "https://chaintrace.dev/spec/facets/1-0-0"
+CLASSIFICATION_TAG = "classification"
+TAG_SOURCE = "chaintrace"
+
+
+@attr.define
+# Fields are camelCase: OpenLineage facets are camelCase on the wire.
+class PurposeDatasetFacet(DatasetFacet):
+    audience: str
+    allowedPurposes: list[str]
+    allowedLevel: str
+    jurisdictions: list[str] = attr.field(factory=list)
+    minCellRows: int | None = attr.field(default=None)
+
+    @staticmethod
+    def _get_schema() -> str:
+        return f"{FACET_SCHEMA_BASE}/PurposeDatasetFacet.json#/$defs/PurposeDatasetFacet"
+
+
+@attr.define
+class SourceProvenanceDatasetFacet(DatasetFacet):
+    uri: str
+    licence: str
+    sha256: str
+    bytes: int
+    retrievedAt: str | None = attr.field(default=None)
+    etag: str | None = attr.field(default=None)
+    lastModified: str | None = attr.field(default=None)
+    notModified: bool = attr.field(default=False)
+
+    @staticmethod
+    def _get_schema() -> str:
+        return f"{FACET_SCHEMA_BASE}/SourceProvenanceDatasetFacet.json#/$defs/SourceProvenanceDatasetFacet"
+
+
+@attr.define
+class StageCountsRunFacet(RunFacet):
+    dataset: str
+    stage: str
+    counts: dict[str, int]
+    rowsIn: int | None = attr.field(default=None)
+    rowsOut: int | None = attr.field(default=None)
+
+    @staticmethod
+    def _get_schema() -> str:
+        return f"{FACET_SCHEMA_BASE}/StageCountsRunFacet.json#/$defs/StageCountsRunFacet"
+
+
+def dataset_id(location: str) -> tuple[str, str]:
+    """OpenLineage (namespace, name) of a file path or URI, by the naming spec: local files are
+    namespace ``file`` with the absolute path as name; ``scheme://authority/path`` splits in two."""
+    if "://" not in location:
+        return "file", location
+    parts = urlsplit(location)
+    if parts.scheme == "file":
+        return "file", parts.path
+    return f"{parts.scheme}://{parts.netloc}", parts.path or "/"
+
+
+def highest_level(levels: dict[str, str]) -> str:
+    return max(levels.values(), key=LEVELS.index) if levels else "L1"
+
+
+def tags_facet(levels: dict[str, str]) -> tags_dataset.TagsDatasetFacet:
+    tags = [
+        tags_dataset.TagsDatasetFacetFields(CLASSIFICATION_TAG, level, TAG_SOURCE, field=column)
+        for column, level in levels.items()
+    ]
+    tags.append(tags_dataset.TagsDatasetFacetFields(CLASSIFICATION_TAG, highest_level(levels), TAG_SOURCE))
+    return tags_dataset.TagsDatasetFacet(tags=tags)
+
+
+def schema_facet(columns: list[dict[str, str]]) -> schema_dataset.SchemaDatasetFacet:
+    return schema_dataset.SchemaDatasetFacet(
+        fields=[
+            schema_dataset.SchemaDatasetFacetFields(
+                name=column["name"], type=column["type"], ordinal_position=i
+            )
+            for i, column in enumerate(columns, start=1)
+        ]
+    )
+
+
+def column_lineage_facet(
+    table: TableReport, inputs_by_table: dict[str, TableReport]
+) -> column_lineage_dataset.ColumnLineageDatasetFacet | None:
+    fields: dict[str, column_lineage_dataset.Fields] = {}
+    for column, sources in table.lineage.items():
+        input_fields = []
+        for source in sources:
+            origin = inputs_by_table.get(source["table"])
+            if origin is None:
+                continue
+            namespace, name = dataset_id(origin.folder)
+            transformation = column_lineage_dataset.Transformation(
+                type=source["type"],
+                subtype=source.get("subtype"),
+                description=source.get("description") or None,
+                masking=bool(source.get("masking", False)),
+            )
+            input_fields.append(
+                column_lineage_dataset.InputField(namespace, name, source["column"], [transformation])
+            )
+        if input_fields:
+            fields[column] = column_lineage_dataset.Fields(inputFields=input_fields)
+    return column_lineage_dataset.ColumnLineageDatasetFacet(fields=fields) if fields else None
+
+
+def _source_facets(table: TableReport) -> dict[str, Any]:
+    info = table.source
+    uri = str(info.get("source_uri", table.file))
+    facets: dict[str, Any] = {
+        "dataSource": datasource_dataset.DatasourceDatasetFacet(
+            name=str(info.get("source_key", table.table)), uri=uri
+        ),
+    }
+    if info.get("sha256"):
+        facets["sourceProvenance"] = SourceProvenanceDatasetFacet(
+            uri=uri,
+            licence=str(info.get("licence", "")),
+            sha256=str(info["sha256"]),
+            bytes=int(info.get("bytes", 0)),
+            retrievedAt=info.get("retrieved_at"),
+            etag=info.get("etag"),
+            lastModified=info.get("last_modified"),
+            notModified=bool(info.get("not_modified", False)),
+        )
+        facets["version"] = dataset_version_dataset.DatasetVersionDatasetFacet(
+            datasetVersion=str(info["sha256"])
+        )
+    return facets
+
+
+def input_dataset(table: TableReport, *, extra_input_facets: dict[str, Any] | None = None) -> InputDataset:
+    namespace, name = dataset_id(table.folder)
+    facets: dict[str, Any] = {}
+    if table.source and table.file == table.folder:  # a source outside the zones
+        facets.update(_source_facets(table))
+    if table.columns:
+        facets["schema"] = schema_facet(table.columns)
+    return InputDataset(namespace, name, facets=facets, inputFacets=extra_input_facets or {})
+
+
+def output_dataset(
+    table: TableReport,
+    report: StageReport,
+    *,
+    data_root: str,
+    lifecycle: str | None = "CREATE",
+) -> OutputDataset:
+    namespace, name = dataset_id(table.folder)
+    facets: dict[str, Any] = {
+        "dataSource": datasource_dataset.DatasourceDatasetFacet(name="file", uri=f"file://{data_root}"),
+        "version": dataset_version_dataset.DatasetVersionDatasetFacet(datasetVersion=report.run),
+    }
+    if table.columns:
+        facets["schema"] = schema_facet(table.columns)
+    if table.levels:
+        facets["tags"] = tags_facet(table.levels)
+    inputs_by_table = {item.table: item for item in report.inputs}
+    if report.stage == "collect" and table.source.get("sha256"):
+        facets["sourceProvenance"] = _source_facets(table)["sourceProvenance"]
+    lineage = column_lineage_facet(table, inputs_by_table)
+    if lineage is not None:
+        facets["columnLineage"] = lineage
+    if lifecycle:
+        facets["lifecycleStateChange"] = lifecycle_state_change_dataset.LifecycleStateChangeDatasetFacet(
+            lifecycleStateChange=lifecycle_state_change_dataset.LifecycleStateChange(lifecycle)
+        )
+    return OutputDataset(namespace, name, facets=facets)
+
+
+def purpose_facet(product: ProductSpec) -> PurposeDatasetFacet:
+    return PurposeDatasetFacet(
+        audience=product.audience,
+        allowedPurposes=list(product.purposes),
+        allowedLevel=product.allowed_level,
+        jurisdictions=list(product.jurisdictions),
+        minCellRows=product.min_cell_rows,
+    )
+
+
+def stage_counts_facet(report: StageReport) -> StageCountsRunFacet:
+    rows_in = [item.rows for item in report.inputs if item.rows is not None]
+    rows_out = [item.rows for item in report.outputs if item.rows is not None]
+    return StageCountsRunFacet(
+        dataset=report.dataset,
+        stage=report.stage,
+        counts=dict(report.counts),
+        rowsIn=sum(rows_in) if rows_in else None,
+        rowsOut=sum(rows_out) if rows_out else None,
+    )
+
+
+def product_of(spec: DatasetSpec, table: str) -> ProductSpec | None:
+    return next((product for product in spec.products if product.name == table), None)

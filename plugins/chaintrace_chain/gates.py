@@ -1,0 +1,340 @@
+"""The Great Expectations quality gate that follows every stage of the chain.
+
+``run_gate`` validates one stage output table against the suite ``<dataset>__<stage>`` kept as JSON in
+git (``expectations/gx/expectations/``), fills its suite parameters (row-count bounds from the previous
+passed run, reference sets from the other tables given), and returns a JSON-serialisable
+:class:`GateResult`. ``gate_facets`` (from :mod:`chaintrace_chain.gate_facets`) turns that result into the
+OpenLineage ``dataQualityAssertions`` / ``dataQualityMetrics`` facets; ``quarantine`` moves a refused
+batch aside with a ``reason.json``.
+
+Concurrency: the git-tracked GX folder is only read. Every run builds an ephemeral GX context whose
+validation-results store and Data Docs site live under the data root (``<root>/quality/``): each run
+writes its own result file, and the shared site (index, static assets) is rebuilt under an exclusive
+file lock, so gates running at the same time in different Airflow task processes do not interleave.
+
+Speed: GX's pandas engine filters the *whole* frame for every column expectation (a copy of every
+column when the column has nulls) and fingerprints the whole frame per batch. The runner therefore
+gives each group of expectations only the columns it names, and switches the fingerprint off (it is a
+batch marker nobody here reads); see bench/gate.py for the measured effect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from chaintrace_chain.gate_facets import (
+    EMPTY_TABLE,
+    AssertionResult,
+    GateResult,
+    assertion_from_gx,
+    facets_as_json,
+    gate_facets,
+    table_metrics,
+)
+from chaintrace_chain.gate_suite import (
+    GateConfigError,
+    SuiteFile,
+    check_tables,
+    load_suite_file,
+    read_baseline,
+    reference_values,
+    row_bounds,
+    suite_path,
+    write_baseline,
+)
+from chaintrace_chain.zones import Zones, atomic_write_bytes, move_to_quarantine
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "EMPTY_TABLE",
+    "AssertionResult",
+    "GateConfigError",
+    "GateResult",
+    "facets_as_json",
+    "gate_facets",
+    "quarantine",
+    "run_gate",
+]
+
+log = logging.getLogger(__name__)
+
+SITE_NAME = "chaintrace_quality"
+INDEX_LIMIT = 200  # validation results listed on the Data Docs index page
+
+
+def _frame_columns(kwargs: dict[str, Any], all_columns: list[str]) -> tuple[str, ...]:
+    """The columns an expectation needs to see; every column when it filters rows or is table-level."""
+    if kwargs.get("row_condition"):
+        return tuple(all_columns)
+    if isinstance(kwargs.get("column"), str):
+        return (kwargs["column"],)
+    if isinstance(kwargs.get("column_A"), str) and isinstance(kwargs.get("column_B"), str):
+        return (kwargs["column_A"], kwargs["column_B"])
+    if kwargs.get("column_list"):
+        return tuple(kwargs["column_list"])
+    return tuple(all_columns)
+
+
+def _context(zones: Zones) -> Any:
+    """An ephemeral GX context: suites in memory, results and Data Docs under the data root."""
+    import great_expectations as gx
+    import great_expectations.execution_engine.pandas_execution_engine as pandas_engine
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    # GX md5-hashes every cell of a frame under 1 GB to fingerprint the batch: ~2 s on 3M rows, for a
+    # batch marker the gate never reads. Frames over the threshold already skip it.
+    pandas_engine.HASH_THRESHOLD = 0
+    quality = zones.root / "quality"
+    config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False),
+    )
+    config.stores[config.validation_results_store_name] = {
+        "class_name": "ValidationResultsStore",
+        "store_backend": {
+            "class_name": "TupleFilesystemStoreBackend",
+            "base_directory": str(quality / "validations"),
+        },
+    }
+    config.data_docs_sites = {
+        SITE_NAME: {
+            "class_name": "SiteBuilder",
+            "show_how_to_buttons": False,
+            "store_backend": {
+                "class_name": "TupleFilesystemStoreBackend",
+                "base_directory": str(zones.docs_dir()),
+            },
+            "site_index_builder": {
+                "class_name": "DefaultSiteIndexBuilder",
+                "validation_results_limit": INDEX_LIMIT,
+            },
+        }
+    }
+    return gx.get_context(project_config=config, mode="ephemeral")
+
+
+@contextlib.contextmanager
+def _docs_lock(zones: Zones) -> Iterator[None]:
+    """Serialise Data Docs site writes across processes (index and static files are shared)."""
+    path = zones.root / "quality" / ".docs.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _validate(
+    context: Any, suite: SuiteFile, frame: pd.DataFrame, parameters: dict[str, Any], result_format: str
+) -> tuple[Any, list[Any], Any]:
+    """Run the suite; returns (the GX suite, the results in suite order, the meta of a GX run)."""
+    from great_expectations.core import ExpectationSuite
+
+    try:
+        gx_suite = ExpectationSuite(**suite.raw)
+    except Exception as exc:  # GX raises assorted types for unknown expectation types or bad kwargs
+        raise GateConfigError(f"gate suite {suite.path} is not a valid GX ExpectationSuite: {exc}") from exc
+    loaded = {e.expectation_type for e in gx_suite.expectations}
+    dropped = [e["type"] for e in suite.expectations if e["type"] not in loaded]
+    if dropped or len(gx_suite.expectations) != len(suite.expectations):  # GX skips unknown types silently
+        raise GateConfigError(
+            f"gate suite {suite.path} is not a valid GX ExpectationSuite: GX could not load "
+            f"expectation(s) {dropped or 'of some entries'}"
+        )
+    batch_definition = (
+        context.data_sources.add_pandas("chaintrace")
+        .add_dataframe_asset(suite.table)
+        .add_batch_definition_whole_dataframe("whole")
+    )
+    all_columns = [str(c) for c in frame.columns]
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for index, expectation in enumerate(gx_suite.expectations):
+        groups.setdefault(_frame_columns(expectation.configuration.kwargs, all_columns), []).append(index)
+    results: list[Any] = [None] * len(gx_suite.expectations)
+    meta: Any = None
+    for columns, indexes in groups.items():
+        part = frame if len(columns) == len(all_columns) else frame[list(columns)]
+        batch = batch_definition.get_batch(batch_parameters={"dataframe": part})
+        group_suite = ExpectationSuite(
+            name=suite.name, expectations=[gx_suite.expectations[i] for i in indexes]
+        )
+        validated = batch.validate(
+            group_suite, result_format=result_format, expectation_parameters=parameters
+        )
+        meta = meta or validated.meta
+        for index, result in zip(indexes, validated.results, strict=True):
+            results[index] = result
+    return gx_suite, results, meta
+
+
+def _build_docs(
+    context: Any, zones: Zones, gx_suite: Any, results: list[Any], meta: Any, run_key: str
+) -> str | None:
+    from great_expectations.core import ExpectationSuiteValidationResult
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    run_id = RunIdentifier(run_name=run_key, run_time=datetime.now(UTC))
+    failed = sum(not r.success for r in results)
+    suite_result = ExpectationSuiteValidationResult(
+        success=failed == 0,
+        results=results,
+        suite_name=gx_suite.name,
+        statistics={
+            "evaluated_expectations": len(results),
+            "successful_expectations": len(results) - failed,
+            "unsuccessful_expectations": failed,
+            "success_percent": 100.0 * (len(results) - failed) / len(results) if results else None,
+        },
+        meta={**(meta or {}), "run_id": run_id, "validation_time": run_id.run_time},
+    )
+    identifier = ValidationResultIdentifier(
+        expectation_suite_identifier=ExpectationSuiteIdentifier(name=gx_suite.name),
+        run_id=run_id,
+        batch_identifier=f"{gx_suite.name}-{run_key}",
+    )
+    context.suites.add(gx_suite)
+    context.validation_results_store.set(identifier, suite_result)  # its own file: no lock needed
+    with _docs_lock(zones):
+        context.build_data_docs(site_names=[SITE_NAME], resource_identifiers=[identifier])
+    urls = context.get_docs_sites_urls(resource_identifier=identifier, site_name=SITE_NAME)
+    return urls[0].get("site_url") if urls else None
+
+
+# ---------------------------------------------------------------------------------------- public API
+def run_gate(
+    dataset: str,
+    stage: str,
+    tables: dict[str, pd.DataFrame],
+    *,
+    run_key: str,
+    zones: Zones,
+    gx_root: Path | None = None,
+    build_docs: bool = True,
+    result_format: str = "SUMMARY",
+) -> GateResult:
+    """Validate ``tables[<suite's table>]`` against the suite ``<dataset>__<stage>``.
+
+    ``tables``: the stage's output tables, plus any table a ``reference_sets`` entry names. Raises
+    :class:`GateConfigError` when the gate cannot run (missing or corrupt suite, table, column). On
+    success the row count becomes the new baseline; a failed gate leaves the baseline where it was.
+    """
+    if gx_root is None:
+        from chaintrace_chain.settings import ChainSettings
+
+        gx_root = ChainSettings().gx_root
+    suite = load_suite_file(suite_path(Path(gx_root), dataset, stage), dataset=dataset, stage=stage)
+    frame = check_tables(suite, tables)
+    previous = read_baseline(zones, dataset, stage)
+    min_rows, max_rows = row_bounds(suite, previous)
+    references = reference_values(suite, tables)
+    parameters: dict[str, Any] = {"min_rows": min_rows, "max_rows": max_rows, **references}
+
+    started = time.perf_counter()
+    context = _context(zones)
+    gx_suite, results, meta = _validate(context, suite, frame, parameters, result_format)
+    timings = {"validate": time.perf_counter() - started}
+    assertions = [assertion_from_gx(r) for r in results]
+    if len(frame) == 0:
+        assertions.append(
+            AssertionResult(
+                expectation_type=EMPTY_TABLE,
+                success=False,
+                column=None,
+                columns=[],
+                severity="critical",
+                expected={"min_rows": 1},
+                observed_value=0,
+            )
+        )
+    success = all(a.success or a.severity != "critical" for a in assertions)
+    passed = sum(a.success for a in assertions)
+    docs_page = None
+    if build_docs:
+        started = time.perf_counter()
+        try:
+            docs_page = _build_docs(context, zones, gx_suite, results, meta, run_key)
+        except Exception:  # the verdict stands without its HTML page; say so loudly
+            log.exception("gate %s: building Data Docs under %s failed", suite.name, zones.docs_dir())
+        timings["docs"] = time.perf_counter() - started
+    started = time.perf_counter()
+    metrics = table_metrics(frame)
+    timings["metrics"] = time.perf_counter() - started
+    result = GateResult(
+        dataset=dataset,
+        stage=stage,
+        suite=suite.name,
+        table=suite.table,
+        run_key=run_key,
+        success=success,
+        row_count=len(frame),
+        statistics={
+            "evaluated": len(assertions),
+            "successful": passed,
+            "unsuccessful": len(assertions) - passed,
+            "success_percent": round(100.0 * passed / len(assertions), 2),
+        },
+        assertions=assertions,
+        metrics=metrics,
+        parameters={
+            "min_rows": min_rows,
+            "max_rows": max_rows,
+            "previous_rows": previous,
+            "reference_set_sizes": {k: len(v) for k, v in references.items()},
+        },
+        validated_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        docs_page=docs_page,
+        timings={k: round(v, 4) for k, v in timings.items()},
+    )
+    if success:
+        write_baseline(zones, dataset, stage, rows=len(frame), run_key=run_key, suite=suite.name)
+    return result
+
+
+def quarantine(result: GateResult, partitions: list[Path], *, zones: Zones) -> Path:
+    """Move a refused batch's partitions to ``zones.quarantine(dataset, stage, run)`` with a reason.json.
+
+    ``reason.json`` names the suite, the failed expectations (with counts and examples) and where each
+    partition came from and went. Returns the quarantine folder.
+    """
+    if result.success:
+        raise ValueError(f"gate {result.suite} run {result.run_key} passed: nothing to quarantine")
+    target = zones.quarantine(result.dataset, result.stage, result.run_key)
+    existing = [p for p in partitions if p.exists()]
+    moved = move_to_quarantine(existing, target)
+    reason = {
+        "suite": result.suite,
+        "dataset": result.dataset,
+        "stage": result.stage,
+        "table": result.table,
+        "run": result.run_key,
+        "row_count": result.row_count,
+        "validated_at": result.validated_at,
+        "failed_expectations": [asdict(a) for a in result.failed],
+        "partitions": [{"from": str(src), "to": str(dst)} for src, dst in zip(existing, moved, strict=True)],
+        "missing_partitions": [str(p) for p in partitions if p not in existing],
+        "docs_page": result.docs_page,
+    }
+    atomic_write_bytes(target / "reason.json", json.dumps(reason, indent=2, sort_keys=True).encode() + b"\n")
+    return target

