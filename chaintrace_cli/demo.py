@@ -4,6 +4,7 @@ summary per dataset; then keeps everything up until Ctrl-C (or exits with ``--on
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -20,7 +21,8 @@ from chaintrace_chain.summary import RunSummary, summarise_run
 from chaintrace_chain.zones import Zones, run_key
 from chaintrace_cli.chain_session import ChainSession
 
-console = Console(soft_wrap=True)
+# Wide enough for the summary table when the output is a file or a pipe (CI logs, tests).
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 DONE_STATES = {"success", "failed", "upstream_failed", "skipped", "removed"}
 
 
@@ -46,9 +48,16 @@ def _summary_table(summaries: dict[str, RunSummary], states: dict[str, str]) -> 
     return table
 
 
-def run_demo(once: bool, data_root: Path, lineage_port: int, airflow_port: int, timeout: float) -> int:
+def run_demo(
+    once: bool, data_root: Path, lineage_port: int, airflow_port: int, timeout: float, datasets: list[str]
+) -> int:
     settings = ChainSettings(data_root=data_root)
     specs = all_specs(settings.resolved_spec_dir())
+    unknown = sorted(set(datasets) - {spec.name for spec in specs})
+    if unknown:
+        console.print(f"[red]unknown dataset(s) {unknown}; the specs define {[spec.name for spec in specs]}")
+        return 2
+    specs = [spec for spec in specs if not datasets or spec.name in datasets]
     dag_ids = [spec.name for spec in specs]
     session = ChainSession(
         settings.resolved_data_root(), lineage_port=lineage_port, airflow_port=airflow_port
@@ -109,6 +118,9 @@ def demo(
         int, typer.Option(help="Preferred port of Airflow's api-server (0: any).")
     ] = 8080,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the DAG runs.")] = 1800,
+    dataset: Annotated[
+        list[str] | None, typer.Option(help="Run only this dataset's DAG (repeatable; default: all).")
+    ] = None,
 ) -> None:
     """Run the main job: every dataset DAG under the real scheduler, with lineage and quality gates."""
-    raise typer.Exit(run_demo(once, data_root, port, airflow_port, timeout))
+    raise typer.Exit(run_demo(once, data_root, port, airflow_port, timeout, dataset or []))

@@ -77,13 +77,18 @@ def _frame_columns(kwargs: dict[str, Any], all_columns: list[str]) -> tuple[str,
     """The columns an expectation needs to see; every column when it filters rows or is table-level."""
     if kwargs.get("row_condition"):
         return tuple(all_columns)
+    named: tuple[str, ...] = ()
     if isinstance(kwargs.get("column"), str):
-        return (kwargs["column"],)
-    if isinstance(kwargs.get("column_A"), str) and isinstance(kwargs.get("column_B"), str):
-        return (kwargs["column_A"], kwargs["column_B"])
-    if kwargs.get("column_list"):
-        return tuple(kwargs["column_list"])
-    return tuple(all_columns)
+        named = (kwargs["column"],)
+    elif isinstance(kwargs.get("column_A"), str) and isinstance(kwargs.get("column_B"), str):
+        named = (kwargs["column_A"], kwargs["column_B"])
+    elif kwargs.get("column_list"):
+        named = tuple(kwargs["column_list"])
+    if not named:
+        return tuple(all_columns)
+    # A column the data lacks is a data failure, not a config error: GX reports the expectation as
+    # failed (with the missing column in its exception), so only the columns present are passed on.
+    return tuple(column for column in named if column in all_columns)
 
 
 def _context(zones: Zones) -> Any:

@@ -92,6 +92,9 @@ class ChainEnv:
                     return events
                 offset += 1000
 
+    def write_flights(self, frame: Any) -> None:
+        write_flights_csv_zip(frame, self.flights_file)
+
     def events_of_run(self, run_id: str) -> list[dict[str, Any]]:
         return events_of(self.events(), run_id)
 

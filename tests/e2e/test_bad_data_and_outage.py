@@ -72,13 +72,11 @@ def published_after_good_run(chain_env: ChainEnv, good_run: dict[str, str]) -> d
 @pytest.fixture(scope="session")
 def bad_runs(chain_env: ChainEnv, published_after_good_run: dict[str, str]) -> dict[str, str]:
     """One flights run per corruption, in turn; the pristine file is put back afterwards."""
-    from conftest import write_flights_csv_zip
-
     pristine = pd.read_csv(chain_env.pristine_flights, compression="zip")
     states: dict[str, str] = {}
     try:
         for label, (corrupt, _gate, _expectation) in CORRUPTIONS.items():
-            write_flights_csv_zip(corrupt(pristine), chain_env.flights_file)
+            chain_env.write_flights(corrupt(pristine))
             states[label] = chain_env.run(f"bad_{label}", ["flights"])["flights"]
     finally:
         chain_env.flights_file.write_bytes(chain_env.pristine_flights.read_bytes())

@@ -89,56 +89,66 @@ def _unique_on(frame: pd.DataFrame, key: list[str], name: str, counts: dict[str,
 
 def _drop_exact_duplicate_flights(flights: pd.DataFrame, counts: dict[str, int]) -> pd.DataFrame:
     """Remove rows that repeat another row entirely. Rows sharing a key but differing elsewhere stay,
-    so the process gate's key-uniqueness check sees the conflict. Full-row comparison runs only on
-    rows whose key repeats: cheap at ten times the shipped size."""
-    key_repeats = flights.duplicated(FLIGHT_KEY, keep=False)
-    exact = pd.Series(False, index=flights.index)
-    if key_repeats.any():
-        exact[key_repeats] = flights[key_repeats].duplicated(keep="first")
+    so the process gate's key-uniqueness check sees the conflict. Only rows whose key hash repeats are
+    compared in full: cheap at ten times the shipped size."""
+    key_hash = pd.util.hash_pandas_object(flights[FLIGHT_KEY], index=False)
+    candidates = key_hash.duplicated(keep=False).to_numpy()
+    exact = np.zeros(len(flights), dtype=bool)
+    if candidates.any():
+        exact[candidates] = flights[candidates].duplicated(keep="first").to_numpy()
     counts["flights.exact_duplicates_removed"] = int(exact.sum())
-    return flights[~exact]
+    return flights[~exact].reset_index(drop=True) if exact.any() else flights.reset_index(drop=True)
 
 
 def _positions(keys: pd.Series, reference_keys: pd.Series) -> np.ndarray:
-    """Row of each key in the reference table, -1 where it has none (a hash lookup: far quicker than
-    Series.map on text at millions of rows)."""
-    return pd.Index(reference_keys).get_indexer(keys)
+    """Row of each key in the (unique-keyed) reference table, -1 where it has none. The few distinct
+    keys are looked up once and spread back by their codes: far quicker than a lookup per row of text."""
+    codes, distinct = pd.factorize(keys)
+    found = pd.Index(reference_keys).get_indexer(distinct)
+    return np.where(codes < 0, -1, found[codes]) if len(found) else np.full(len(codes), -1)
 
 
 def _take(column: pd.Series, positions: np.ndarray) -> pd.Series:
     """The reference column's value at each position; missing (NA) where the position is -1."""
-    values = column.reset_index(drop=True)
-    if values.dtype.kind in "iu":  # keep integers whole where the lookup misses
-        values = values.astype("Int64")
-    return values.reindex(positions).reset_index(drop=True)
+    values = column.array
+    if column.dtype.kind in "iu":  # keep integers whole where the lookup misses
+        values = pd.array(values, dtype="Int64")
+    return pd.Series(pd.api.extensions.take(values, positions, allow_fill=True))
+
+
+def _labels(choices: list[np.ndarray], labels: tuple[str, ...]) -> pd.Series:
+    """The label of the first true condition (the last label where none is): integer codes first,
+    then one vectorised take of the labels, instead of millions of Python strings."""
+    codes = np.select(choices, list(range(len(choices))), len(choices))
+    return pd.Series(pd.array(list(labels), dtype="str").take(codes))
 
 
 def _flight_status(flights: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    cancelled = flights["dep_time"].isna()
     arrived = flights["arr_delay"].notna()
     on_time = flights["arr_delay"].astype("Float64") < ON_TIME_MARGIN_MIN
-    status = np.select(
-        [cancelled.to_numpy(), ~arrived.to_numpy(), on_time.fillna(False).to_numpy(dtype=bool)],
-        ["cancelled", "diverted", "on_time"],
-        "late",
+    status = _labels(
+        [
+            flights["dep_time"].isna().to_numpy(),
+            ~arrived.to_numpy(),
+            on_time.fillna(False).to_numpy(dtype=bool),
+        ],
+        FLIGHT_STATUSES,
     )
     # Punctuality is only defined for flights that arrived.
-    return pd.Series(status, index=flights.index, dtype="str"), on_time.where(arrived).astype("boolean")
+    return status, on_time.where(arrived).astype("boolean")
 
 
-def _weather_condition(joined: pd.DataFrame, matched: pd.Series) -> pd.Series:
+def _weather_condition(joined: pd.DataFrame, matched: np.ndarray) -> pd.Series:
     """The worst condition in the departure hour, in the order listed in WEATHER_CONDITIONS."""
-    condition = np.select(
+    return _labels(
         [
-            ~matched.to_numpy(),
+            ~matched,
             (joined["visib"] < LOW_VISIBILITY_MILES).to_numpy(),
             (joined["precip"] > 0).to_numpy(),
             (joined["wind_speed"] >= STRONG_WIND_MPH).to_numpy(),
         ],
-        list(WEATHER_CONDITIONS[:-1]),
-        WEATHER_CONDITIONS[-1],
+        WEATHER_CONDITIONS,
     )
-    return pd.Series(condition, index=joined.index, dtype="str")
 
 
 def process(spec: DatasetSpec, raw: Mapping[str, pd.DataFrame]) -> StageOutput:
@@ -155,8 +165,8 @@ def process(spec: DatasetSpec, raw: Mapping[str, pd.DataFrame]) -> StageOutput:
     counts["weather.implausible_wind_speed_nulled"] = int(implausible_wind.sum())
     weather = weather.assign(wind_speed=weather["wind_speed"].mask(implausible_wind))
 
-    flights = _drop_exact_duplicate_flights(raw["flights"][FLIGHT_COLUMNS], counts).reset_index(drop=True)
-    out = flights.copy()
+    flights = _drop_exact_duplicate_flights(raw["flights"][FLIGHT_COLUMNS], counts)
+    out = flights.copy(deep=False)  # copy-on-write: new columns never touch ``flights``
     for column in MINUTE_MEASURES:
         out[column] = flights[column].astype("Float64").astype("float64")
     out["carrier_name"] = _take(airlines["name"], _positions(flights["carrier"], airlines["carrier"]))
@@ -169,11 +179,8 @@ def process(spec: DatasetSpec, raw: Mapping[str, pd.DataFrame]) -> StageOutput:
     null_tailnum = flights["tailnum"].isna()
     plane_at = _positions(flights["tailnum"], planes["tailnum"])
     registered = pd.Series(plane_at >= 0)
-    out["plane_match"] = pd.Series(
-        np.select(
-            [null_tailnum.to_numpy(), registered.to_numpy()], ["null_tailnum", "matched"], "not_in_planes"
-        ),
-        dtype="str",
+    out["plane_match"] = _labels(
+        [null_tailnum.to_numpy(), registered.to_numpy()], ("null_tailnum", "matched", "not_in_planes")
     )
     for column, renamed in PLANE_COLUMNS.items():
         out[renamed] = _take(planes[column], plane_at)
@@ -182,11 +189,11 @@ def process(spec: DatasetSpec, raw: Mapping[str, pd.DataFrame]) -> StageOutput:
     joined = flights[WEATHER_KEY].merge(
         hourly, on=WEATHER_KEY, how="left", validate="many_to_one", indicator=True
     )
-    weather_matched = joined.pop("_merge") == "both"
+    weather_matched = (joined.pop("_merge") == "both").to_numpy()
     for column in WEATHER_COLUMNS:
         out[column] = joined[column].to_numpy()
-    out["weather_matched"] = weather_matched.to_numpy()
-    out["weather_condition"] = _weather_condition(joined, weather_matched).to_numpy()
+    out["weather_matched"] = weather_matched
+    out["weather_condition"] = _weather_condition(joined, weather_matched)
     out["flight_status"], out["on_time"] = _flight_status(flights)
 
     unregistered = ~null_tailnum & ~registered
