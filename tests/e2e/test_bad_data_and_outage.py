@@ -29,7 +29,7 @@ def _drop_distance(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _negative_distances(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
-    frame.loc[frame.index[:50], "distance"] = -frame.loc[frame.index[:50], "distance"]
+    frame.loc[frame.index[:50], "distance"] = "-" + frame.loc[frame.index[:50], "distance"]
     return frame
 
 
@@ -39,7 +39,7 @@ def _duplicate_keys(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _wrong_types(frame: pd.DataFrame) -> pd.DataFrame:
-    frame = frame.copy().astype({"dep_delay": "object"})
+    frame = frame.copy()
     frame.loc[frame.index[:30], "dep_delay"] = "late"
     return frame
 
@@ -72,7 +72,8 @@ def published_after_good_run(chain_env: ChainEnv, good_run: dict[str, str]) -> d
 @pytest.fixture(scope="session")
 def bad_runs(chain_env: ChainEnv, published_after_good_run: dict[str, str]) -> dict[str, str]:
     """One flights run per corruption, in turn; the pristine file is put back afterwards."""
-    pristine = pd.read_csv(chain_env.pristine_flights, compression="zip")
+    # As text, exactly as shipped: writing it back must change nothing but the corruption.
+    pristine = pd.read_csv(chain_env.pristine_flights, compression="zip", dtype=str, keep_default_na=False)
     states: dict[str, str] = {}
     try:
         for label, (corrupt, _gate, _expectation) in CORRUPTIONS.items():

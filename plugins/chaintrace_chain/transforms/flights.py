@@ -195,6 +195,7 @@ def process(spec: DatasetSpec, raw: Mapping[str, pd.DataFrame]) -> StageOutput:
     out["weather_matched"] = weather_matched
     out["weather_condition"] = _weather_condition(joined, weather_matched)
     out["flight_status"], out["on_time"] = _flight_status(flights)
+    out["flight_key"] = _flight_key(flights, _positions(flights["carrier"], airlines["carrier"]), origin_at)
 
     unregistered = ~null_tailnum & ~registered
     counts.update(
@@ -230,6 +231,18 @@ def process(spec: DatasetSpec, raw: Mapping[str, pd.DataFrame]) -> StageOutput:
     )
 
 
+def _flight_key(flights: pd.DataFrame, carrier_at: np.ndarray, origin_at: np.ndarray) -> pd.Series:
+    """The natural key (date, carrier, flight number, origin) packed into one int64,
+    yyyymmdd cc ffff oooo: cheap to check for uniqueness and to join on downstream. Unknown carriers
+    and origins take the top code, so they still collide only with each other."""
+    carrier = np.where(np.asarray(carrier_at) >= 0, np.asarray(carrier_at), 99).astype("int64")
+    origin = np.where(np.asarray(origin_at) >= 0, np.asarray(origin_at), 9999).astype("int64")
+    day = (flights["year"].to_numpy("int64") * 100 + flights["month"].to_numpy("int64")) * 100
+    day = day + flights["day"].to_numpy("int64")
+    key = ((day * 100 + carrier) * 10_000 + flights["flight"].to_numpy("int64")) * 10_000 + origin
+    return pd.Series(key, index=flights.index, dtype="int64")
+
+
 _CLEANED_WIND = FieldSource(
     "weather", "wind_speed", subtype="TRANSFORMATION", description=f"over {IMPLAUSIBLE_WIND_MPH} mph nulled"
 )
@@ -247,6 +260,12 @@ def _process_lineage() -> ColumnLineage:
     lineage: ColumnLineage = {column: [FieldSource("flights", column)] for column in FLIGHT_COLUMNS}
     for column in MINUTE_MEASURES:
         lineage[column] = [FieldSource("flights", column, subtype="TRANSFORMATION", description="as float64")]
+    lineage["flight_key"] = [
+        FieldSource(
+            "flights", column, subtype="TRANSFORMATION", description="natural key packed into an int64"
+        )
+        for column in ("year", "month", "day", "carrier", "flight", "origin")
+    ]
     by_carrier = _join([("flights", "carrier"), ("airlines", "carrier")], "left join on carrier")
     lineage["carrier_name"] = [FieldSource("airlines", "name"), *by_carrier]
     for end in ("origin", "dest"):
