@@ -43,7 +43,8 @@ class LineageContext:
         if run_migrations:
             migrate(engine)
         validator = EventValidator.from_spec_dir(settings.spec_dir)
-        ingest = IngestService(engine, validator, commit_batch_max=settings.commit_batch_max)
+        ingest = IngestService(engine, validator, commit_batch_max=settings.commit_batch_max,
+                               projector_process=settings.projector_process)
         graph = GraphService(engine)
         # The graph index learns of new rows from the writer right after each commit.
         ingest.writer.listeners.append(graph.on_commit)

@@ -27,6 +27,9 @@ class LineageSettings(BaseSettings):
     max_body_bytes: int = Field(default=5 * 1024 * 1024, description="Request bodies above this get 413.")
     max_batch_events: int = Field(default=10_000, description="Most events one batch request may carry.")
     commit_batch_max: int = Field(default=2_000, description="Most events the writer commits at once.")
+    projector_process: bool = Field(
+        default=True, description="Project events into the graph in a second process (file stores only)."
+    )
     spec_dir: Path | None = Field(default=None, description="OpenLineage JSON Schema folder (vendored copy).")
     spool_dir: Path | None = Field(
         default=None, description="Spool of events producers could not send; ingested on start when set."

@@ -148,10 +148,15 @@ def parse_batch(body: bytes, content_type: str | None) -> list[Any]:
 class IngestService:
     """Validates events and stores them through the group-commit writer."""
 
-    def __init__(self, engine: Engine, validator: EventValidator, *, commit_batch_max: int = 2_000) -> None:
+    def __init__(
+        self, engine: Engine, validator: EventValidator, *, commit_batch_max: int = 2_000,
+        projector_process: bool = True,
+    ) -> None:
         self.engine = engine
         self.validator = validator
-        self.writer = GroupCommitWriter(engine, commit_batch_max=commit_batch_max)
+        self.writer = GroupCommitWriter(
+            engine, commit_batch_max=commit_batch_max, projector_process=projector_process
+        )
 
     def prepare(self, index: int, event: Any) -> tuple[PreparedEvent | None, EventResult]:
         outcome = self.validator.validate(event)

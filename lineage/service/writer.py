@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
@@ -24,6 +25,9 @@ from lineage.store import times
 from lineage.store.db import WriterLock
 from lineage.store.events import PreparedEvent, append_raw, project_pending
 from lineage.store.projector import StoredEvent
+
+if TYPE_CHECKING:
+    from lineage.service.projector_process import ProjectorProcess
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +48,13 @@ _IDLE = object()
 class GroupCommitWriter:
     """One thread that commits queued batches together; callers wait on a Future."""
 
-    def __init__(self, engine: Engine, *, commit_batch_max: int = 2_000) -> None:
+    def __init__(
+        self, engine: Engine, *, commit_batch_max: int = 2_000, projector_process: bool = True
+    ) -> None:
         self.engine = engine
+        # Project in a child process (see projector_process) when the store allows it; else here.
+        self.use_projector_process = projector_process
+        self._projector: ProjectorProcess | None = None
         self.commit_batch_max = commit_batch_max
         self.listeners: list[Callable[[int], None]] = []
         self.writer_lock = WriterLock(engine)
@@ -73,15 +82,54 @@ class GroupCommitWriter:
     def start(self) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
+                self._start_projector()
                 self._thread = threading.Thread(target=self._run, name="lineage-writer", daemon=True)
                 self._thread.start()
 
     def stop(self) -> None:
         with self._lock:
             thread, self._thread = self._thread, None
+            projector, self._projector = self._projector, None
         if thread is not None:
             self._queue.put(None)
             thread.join(timeout=30)
+        if projector is not None:
+            projector.stop()  # the child projects what is pending before it exits
+            self._project_all()  # and whatever it could not (a child that died on the way)
+
+    def _start_projector(self) -> None:
+        from lineage.service.projector_process import ProjectorProcess, detached_enabled
+
+        if not self.use_projector_process or self._projector is not None:
+            return
+        if not detached_enabled(self.engine):
+            return
+        try:
+            self._projector = ProjectorProcess(self.engine, self._on_projected, self._on_projector_lost)
+        except Exception:  # no second process here (sandbox, resource limits): project in-thread
+            log.warning("could not start the projector process; projecting in the service process",
+                        exc_info=True)
+            self._projector = None
+
+    def _on_projected(self, count: int, upto: int) -> None:
+        """A watermark reported by the projector process (on its report thread)."""
+        with self._state:
+            self.projected = max(self.projected, upto)
+            self.acknowledged = max(self.acknowledged, upto)
+            self._state.notify_all()
+        if count:
+            self._notify_listeners(count)
+
+    def _on_projector_lost(self) -> None:
+        self._projector = None
+        self._queue.put(_PROJECT_NOW)  # the writer thread projects from now on, starting with the rest
+
+    def _notify_listeners(self, count: int) -> None:
+        for listener in self.listeners:
+            try:
+                listener(count)
+            except Exception:  # a listener (cache, stream) must never lose a stored event
+                log.exception("projection listener failed")
 
     def submit(self, batch: list[PreparedEvent]) -> Future[list[bool]]:
         future: Future[list[bool]] = Future()
@@ -99,7 +147,9 @@ class GroupCommitWriter:
         target = self.acknowledged
         if self.projected >= target:
             return True
-        self._queue.put(_PROJECT_NOW)
+        projector = self._projector
+        if projector is None or not projector.nudge(target, urgent=True):
+            self._queue.put(_PROJECT_NOW)
         deadline = time.monotonic() + timeout
         with self._state:
             while self.projected < target:
@@ -178,6 +228,11 @@ class GroupCommitWriter:
         with self.writer_lock.hold(), self.engine.begin() as connection:
             flags, stored = append_raw(connection, events, received)
         self.commits += 1
+        projector = self._projector
+        if stored and projector is not None:
+            self.acknowledged = max(self.acknowledged, stored[-1].id)
+            if projector.nudge(stored[-1].id):
+                return flags
         if stored:
             if not self._backlog:
                 self._backlog_since = time.monotonic()
@@ -195,11 +250,7 @@ class GroupCommitWriter:
             self.acknowledged = max(self.acknowledged, upto)
             self._state.notify_all()
         if count:
-            for listener in self.listeners:
-                try:
-                    listener(count)
-                except Exception:  # a listener (cache, stream) must never lose a stored event
-                    log.exception("projection listener failed")
+            self._notify_listeners(count)
         return count
 
     def _project_all(self) -> None:

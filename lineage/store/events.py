@@ -127,7 +127,7 @@ def projected_upto(connection: Connection) -> int:
     return int(value or 0)
 
 
-def _set_projected(connection: Connection, upto: int) -> None:
+def set_projected(connection: Connection, upto: int) -> None:
     updated = connection.execute(
         s.store_meta.update().where(s.store_meta.c.key == PROJECTED_KEY).values(value=str(upto))
     ).rowcount
@@ -156,7 +156,7 @@ def project_pending(
     events = [cached.get(int(i)) or StoredEvent(int(i), h, t, orjson.loads(p)) for i, h, t, p in rows]
     project(connection, events)
     last = int(rows[-1][0])
-    _set_projected(connection, last)
+    set_projected(connection, last)
     return len(events), last
 
 
@@ -233,7 +233,7 @@ def rebuild_in(
             last = events[-1].id
             if progress is not None:
                 progress(replayed)
-    _set_projected(connection, last)
+    set_projected(connection, last)
     bump_generation(connection)
     return replayed
 

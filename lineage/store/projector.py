@@ -281,9 +281,14 @@ def _job_tags(batch: Projection, ns: str, name: str, facet: Any, lww: str, t: st
         batch.add("tags", {"name": s.tag_name(key, value), "created_at": t})
 
 
-def project(connection: Connection, events: Iterable[StoredEvent]) -> int:
-    """Apply ``events`` to the derived tables inside the caller's transaction; returns rows written."""
+def build_projection(events: Iterable[StoredEvent]) -> Projection:
+    """The merged rows of ``events``, not yet written (no database needed)."""
     projection = Projection()
     for ev in events:
         _project_one(projection, ev)
-    return projection.write(connection)
+    return projection
+
+
+def project(connection: Connection, events: Iterable[StoredEvent]) -> int:
+    """Apply ``events`` to the derived tables inside the caller's transaction; returns rows written."""
+    return build_projection(events).write(connection)

@@ -24,10 +24,8 @@ import contextlib
 import fcntl
 import json
 import logging
-import multiprocessing
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,11 +38,9 @@ from chaintrace_chain.gate_facets import (
     assertion_from_gx,
     facets_as_json,
     gate_facets,
-    table_metrics,
 )
 from chaintrace_chain.gate_suite import (
     GateConfigError,
-    SuiteFile,
     check_tables,
     load_suite_file,
     read_baseline,
@@ -53,6 +49,7 @@ from chaintrace_chain.gate_suite import (
     suite_path,
     write_baseline,
 )
+from chaintrace_chain.gate_validate import frame_columns, load_gx_suite, validate_with_metrics
 from chaintrace_chain.zones import Zones, atomic_write_bytes, move_to_quarantine
 
 if TYPE_CHECKING:
@@ -73,25 +70,7 @@ log = logging.getLogger(__name__)
 
 SITE_NAME = "chaintrace_quality"
 INDEX_LIMIT = 200  # validation results listed on the Data Docs index page
-FORK_METRICS_ROWS = 200_000  # from this many rows the table metrics run in a forked child
-
-
-def _frame_columns(kwargs: dict[str, Any], all_columns: list[str]) -> tuple[str, ...]:
-    """The columns an expectation needs to see; every column when it filters rows or is table-level."""
-    if kwargs.get("row_condition"):
-        return tuple(all_columns)
-    named: tuple[str, ...] = ()
-    if isinstance(kwargs.get("column"), str):
-        named = (kwargs["column"],)
-    elif isinstance(kwargs.get("column_A"), str) and isinstance(kwargs.get("column_B"), str):
-        named = (kwargs["column_A"], kwargs["column_B"])
-    elif kwargs.get("column_list"):
-        named = tuple(kwargs["column_list"])
-    if not named:
-        return tuple(all_columns)
-    # A column the data lacks is a data failure, not a config error: GX reports the expectation as
-    # failed (with the missing column in its exception), so only the columns present are passed on.
-    return tuple(column for column in named if column in all_columns)
+_frame_columns = frame_columns  # the name the profiling scripts know
 
 
 def _context(zones: Zones) -> Any:
@@ -150,49 +129,6 @@ def _docs_lock(zones: Zones) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def _validate(
-    context: Any, suite: SuiteFile, frame: pd.DataFrame, parameters: dict[str, Any], result_format: str
-) -> tuple[Any, list[Any], Any]:
-    """Run the suite; returns (the GX suite, the results in suite order, the meta of a GX run)."""
-    from great_expectations.core import ExpectationSuite
-
-    try:
-        gx_suite = ExpectationSuite(**suite.raw)
-    except Exception as exc:  # GX raises assorted types for unknown expectation types or bad kwargs
-        raise GateConfigError(f"gate suite {suite.path} is not a valid GX ExpectationSuite: {exc}") from exc
-    loaded = {e.expectation_type for e in gx_suite.expectations}
-    dropped = [e["type"] for e in suite.expectations if e["type"] not in loaded]
-    if dropped or len(gx_suite.expectations) != len(suite.expectations):  # GX skips unknown types silently
-        raise GateConfigError(
-            f"gate suite {suite.path} is not a valid GX ExpectationSuite: GX could not load "
-            f"expectation(s) {dropped or 'of some entries'}"
-        )
-    batch_definition = (
-        context.data_sources.add_pandas("chaintrace")
-        .add_dataframe_asset(suite.table)
-        .add_batch_definition_whole_dataframe("whole")
-    )
-    all_columns = [str(c) for c in frame.columns]
-    groups: dict[tuple[str, ...], list[int]] = {}
-    for index, expectation in enumerate(gx_suite.expectations):
-        groups.setdefault(_frame_columns(expectation.configuration.kwargs, all_columns), []).append(index)
-    results: list[Any] = [None] * len(gx_suite.expectations)
-    meta: Any = None
-    for columns, indexes in groups.items():
-        part = frame if len(columns) == len(all_columns) else frame[list(columns)]
-        batch = batch_definition.get_batch(batch_parameters={"dataframe": part})
-        group_suite = ExpectationSuite(
-            name=suite.name, expectations=[gx_suite.expectations[i] for i in indexes]
-        )
-        validated = batch.validate(
-            group_suite, result_format=result_format, expectation_parameters=parameters
-        )
-        meta = meta or validated.meta
-        for index, result in zip(indexes, validated.results, strict=True):
-            results[index] = result
-    return gx_suite, results, meta
-
-
 def _build_docs(
     context: Any, zones: Zones, gx_suite: Any, results: list[Any], meta: Any, run_key: str
 ) -> str | None:
@@ -230,38 +166,6 @@ def _build_docs(
     return urls[0].get("site_url") if urls else None
 
 
-_FORKED_FRAME: Any = None  # the frame a forked metrics child reads (inherited, never pickled)
-
-
-def _metrics_in_child() -> tuple[dict[str, Any], float]:
-    started = time.perf_counter()
-    return table_metrics(_FORKED_FRAME), time.perf_counter() - started
-
-
-def _metrics_beside(frame: pd.DataFrame) -> Future[tuple[dict[str, Any], float]]:
-    """Compute the table metrics while the caller validates: in a forked process when the frame is
-    large (two cores, no shared GIL), inline for small frames where a fork costs more than it saves."""
-    global _FORKED_FRAME
-    done: Future[tuple[dict[str, Any], float]] = Future()
-    if len(frame) < FORK_METRICS_ROWS or "fork" not in multiprocessing.get_all_start_methods():
-        started = time.perf_counter()
-        done.set_result((table_metrics(frame), time.perf_counter() - started))
-        return done
-    _FORKED_FRAME = frame
-    try:
-        pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
-        child = pool.submit(_metrics_in_child)
-        pool.shutdown(wait=False)
-        return child
-    except (OSError, RuntimeError):  # no fork here: do it inline
-        log.warning("gate metrics: could not fork a helper process; computing inline", exc_info=True)
-        started = time.perf_counter()
-        done.set_result((table_metrics(frame), time.perf_counter() - started))
-        return done
-    finally:
-        _FORKED_FRAME = None
-
-
 # ---------------------------------------------------------------------------------------- public API
 def run_gate(
     dataset: str,
@@ -291,13 +195,12 @@ def run_gate(
     references = reference_values(suite, tables)
     parameters: dict[str, Any] = {"min_rows": min_rows, "max_rows": max_rows, **references}
 
-    # The metrics (null and distinct counts, min/max) run beside the validation in a forked child:
-    # the frame is shared copy-on-write and the second core does the work without the GIL.
-    metrics_future = _metrics_beside(frame)
-    started = time.perf_counter()
-    context = _context(zones)
-    gx_suite, results, meta = _validate(context, suite, frame, parameters, result_format)
-    timings = {"validate": time.perf_counter() - started}
+    # Large frames: the column groups and the metrics (null and distinct counts, min/max) run as tasks
+    # in two forked workers that share the frame copy-on-write (see gate_validate).
+    gx_suite = load_gx_suite(suite)
+    results, meta, metrics, timings = validate_with_metrics(
+        lambda: _context(zones), suite, gx_suite, frame, parameters, result_format
+    )
     assertions = [assertion_from_gx(r) for r in results]
     if len(frame) == 0:
         assertions.append(
@@ -317,11 +220,10 @@ def run_gate(
     if build_docs:
         started = time.perf_counter()
         try:
-            docs_page = _build_docs(context, zones, gx_suite, results, meta, run_key)
+            docs_page = _build_docs(_context(zones), zones, gx_suite, results, meta, run_key)
         except Exception:  # the verdict stands without its HTML page; say so loudly
             log.exception("gate %s: building Data Docs under %s failed", suite.name, zones.docs_dir())
         timings["docs"] = time.perf_counter() - started
-    metrics, timings["metrics"] = metrics_future.result()
     result = GateResult(
         dataset=dataset,
         stage=stage,

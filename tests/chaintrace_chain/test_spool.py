@@ -7,22 +7,18 @@ import json
 import multiprocessing
 import os
 import shutil
-import threading
-import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import uvicorn
-from chaintrace_chain.spool import Spool
 from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
 from openlineage.client.serde import Serde
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from lineage.api.app import create_app
+from chaintrace_chain.spool import Spool
 from lineage.cli import app as lineage_cli
 from lineage.context import LineageContext
 from lineage.spool_format import (
@@ -50,19 +46,9 @@ def count_events(context: LineageContext) -> int:
 
 
 @pytest.fixture
-def service_url(context: LineageContext) -> Iterator[str]:
+def service_url(context: LineageContext, start_lineage_service: Callable[[LineageContext], str]) -> str:
     """The real app around the ``context`` fixture (SQLite and PostgreSQL), under uvicorn in a thread."""
-    server = uvicorn.Server(uvicorn.Config(create_app(context), host="127.0.0.1", port=0,
-                                           log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, name="lineage-service", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the lineage service did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=30)
+    return start_lineage_service(context)
 
 
 @pytest.fixture

