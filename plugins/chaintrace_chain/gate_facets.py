@@ -153,24 +153,54 @@ ASSERTION_KIND = {
 TEXT_LIMIT = 2_000  # characters of expected/actual kept in a facet (a value_set can be long)
 
 
-def _distinct_count(series: pd.Series) -> int:
-    """Distinct non-null values. Numbers and times by sorting: for a near-unique int64 column of
-    3.4M rows that takes 0.1 s where hashing (``nunique``) takes 1.3 s."""
+def _numeric_values(series: pd.Series, nulls: int) -> Any:
+    """The non-null values as a plain int64/float64 numpy array, or None for other dtypes.
+
+    Nullable and tz-aware dtypes are converted explicitly (left alone they become object arrays);
+    nulls are dropped with a numpy mask, several times faster than ``Series.dropna``.
+    """
     import numpy as np
     import pandas as pd
 
     dtype = series.dtype
-    # Plain numpy arrays only: nullable and tz-aware dtypes would otherwise become object arrays.
+    if pd.api.types.is_bool_dtype(dtype):
+        return None
     if pd.api.types.is_datetime64_any_dtype(dtype):
-        as_numpy = "datetime64[ns]"
+        as_numpy, filler = "datetime64[ns]", np.datetime64("NaT")
     elif pd.api.types.is_integer_dtype(dtype):
-        as_numpy = "int64"
+        as_numpy, filler = "int64", 0
     elif pd.api.types.is_float_dtype(dtype):
-        as_numpy = "float64"
+        as_numpy, filler = "float64", np.nan
     else:
-        return int(series.nunique(dropna=True))
-    values = np.sort(series.dropna().to_numpy(dtype=as_numpy))
-    return int(np.count_nonzero(values[1:] != values[:-1]) + 1) if len(values) else 0
+        return None
+    values = series.to_numpy(dtype=as_numpy, na_value=filler) if nulls else series.to_numpy(dtype=as_numpy)
+    if nulls:
+        values = values[~series.isna().to_numpy()]
+    return values.view("int64") if as_numpy == "datetime64[ns]" else values
+
+
+def _distinct_sorted(values: Any) -> int:
+    """Distinct count of a numpy array. Integers in a range not much wider than the array: a presence
+    table, one pass. Otherwise by sorting: for a near-unique int64 column of 3.4M rows that takes
+    0.1 s where hashing (``nunique``) takes 1.3 s."""
+    import numpy as np
+
+    if not len(values):
+        return 0
+    if values.dtype.kind == "i":
+        low, high = int(values.min()), int(values.max())
+        if high - low <= 4 * len(values):
+            seen = np.zeros(high - low + 1, dtype=bool)
+            seen[values - low] = True
+            return int(np.count_nonzero(seen))
+    ordered = np.sort(values)
+    return int(np.count_nonzero(ordered[1:] != ordered[:-1]) + 1)
+
+
+def _distinct_count(series: pd.Series) -> int:
+    """Distinct non-null values."""
+    values = _numeric_values(series, int(series.isna().sum()))
+    return int(series.nunique(dropna=True)) if values is None else _distinct_sorted(values)
 
 
 def table_metrics(frame: pd.DataFrame) -> dict[str, Any]:
@@ -183,13 +213,21 @@ def table_metrics(frame: pd.DataFrame) -> dict[str, Any]:
     columns: dict[str, dict[str, Any]] = {}
     for name in frame.columns:
         series = frame[name]
-        entry: dict[str, Any] = {"nullCount": int(series.isna().sum())}
-        with contextlib.suppress(TypeError):  # unhashable cells (lists, dicts): no distinct count
-            entry["distinctCount"] = _distinct_count(series)
+        nulls = int(series.isna().sum())
+        entry: dict[str, Any] = {"nullCount": nulls}
+        values = _numeric_values(series, nulls)
+        if values is None:
+            with contextlib.suppress(TypeError):  # unhashable cells (lists, dicts): no distinct count
+                entry["distinctCount"] = int(series.nunique(dropna=True))
+        else:
+            entry["distinctCount"] = _distinct_sorted(values)
         if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
-            low, high = series.min(), series.max()
-            if low is not None and not pd.isna(low):
-                entry["min"], entry["max"] = float(low), float(high)
+            if values is not None and len(values):  # float() of the array's extremes, as of the series'
+                entry["min"], entry["max"] = float(values.min()), float(values.max())
+            elif values is None:
+                low, high = series.min(), series.max()
+                if low is not None and not pd.isna(low):
+                    entry["min"], entry["max"] = float(low), float(high)
         columns[str(name)] = entry
     return {"rowCount": len(frame), "columnMetrics": columns}
 

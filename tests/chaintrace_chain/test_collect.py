@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
 from chaintrace_chain.collect import (
     RECORD_NAME,
     CollectError,
