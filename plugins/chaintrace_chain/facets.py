@@ -141,9 +141,10 @@ def _source_facets(table: TableReport) -> dict[str, Any]:
     info = table.source
     uri = str(info.get("source_uri", table.file))
     facets: dict[str, Any] = {
+        # The licence rides on dataSource too (the facet admits extra properties), where catalogues look.
         "dataSource": datasource_dataset.DatasourceDatasetFacet(
             name=str(info.get("source_key", table.table)), uri=uri
-        ),
+        ).with_additional_properties(licence=str(info.get("licence", ""))),
     }
     if info.get("sha256"):
         facets["sourceProvenance"] = SourceProvenanceDatasetFacet(
