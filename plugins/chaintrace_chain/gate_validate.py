@@ -26,6 +26,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
 
 from chaintrace_chain.gate_facets import table_metrics
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 FORK_ROWS = 200_000  # from this many rows the work runs in forked workers; below, a fork costs more
 WORKERS = 2
+METRIC_CHUNKS = 4  # the table metrics as this many tasks (by column), so the two workers stay balanced
 _SORTABLE = {"i", "u", "f", "M", "m"}  # numpy kinds whose duplicates a sort finds exactly
 
 
@@ -204,9 +206,9 @@ def _group_in_worker(
     return results, meta, time.perf_counter() - started
 
 
-def _metrics_in_worker() -> tuple[dict[str, Any], float]:
+def _metrics_in_worker(columns: list[str]) -> tuple[dict[str, Any], float]:
     started = time.perf_counter()
-    return table_metrics(_FORKED["frame"]), time.perf_counter() - started
+    return table_metrics(_FORKED["frame"][columns]), time.perf_counter() - started
 
 
 def _heaviest_first(
@@ -258,46 +260,78 @@ def validate_with_metrics(
     results: list[Any] = [None] * len(gx_suite.expectations)
     meta: Any = None
     pool = _forked_pool(frame)
-    if pool is None:
-        batch_definition = batch_definition_for(make_context(), suite.table)
-        for columns, indexes in groups:
-            group_results, group_meta = validate_group(
-                batch_definition, suite.name, frame, columns,
-                [gx_suite.expectations[i] for i in indexes], parameters, result_format,
+    if pool is not None:
+        try:
+            return _validate_forked(
+                pool, make_context, suite, groups, frame, parameters, result_format, started
             )
-            meta = meta or group_meta
-            for index, result in zip(indexes, group_results, strict=True):
-                results[index] = result
-        validate_s = time.perf_counter() - started
-        metrics_started = time.perf_counter()
-        metrics = table_metrics(frame)
-        metrics_s = time.perf_counter() - metrics_started
-        return results, meta, metrics, {"validate": validate_s, "metrics": metrics_s}
+        except BrokenProcessPool:  # a worker died (killed, out of memory): the verdict still matters
+            log.warning("gate %s: a forked worker died; validating inline", suite.name, exc_info=True)
+    batch_definition = batch_definition_for(make_context(), suite.table)
+    for columns, indexes in groups:
+        group_results, group_meta = validate_group(
+            batch_definition, suite.name, frame, columns,
+            [gx_suite.expectations[i] for i in indexes], parameters, result_format,
+        )
+        meta = meta or group_meta
+        for index, result in zip(indexes, group_results, strict=True):
+            results[index] = result
+    validate_s = time.perf_counter() - started
+    metrics_started = time.perf_counter()
+    metrics = table_metrics(frame)
+    metrics_s = time.perf_counter() - metrics_started
+    return results, meta, metrics, {"validate": validate_s, "metrics": metrics_s}
 
+
+def _validate_forked(
+    pool: ProcessPoolExecutor,
+    make_context: Callable[[], Any],
+    suite: SuiteFile,
+    groups: list[tuple[tuple[str, ...], list[int]]],
+    frame: pd.DataFrame,
+    parameters: dict[str, Any],
+    result_format: str | dict[str, Any],
+    started: float,
+) -> tuple[list[Any], Any, dict[str, Any], dict[str, float]]:
+    results: list[Any] = [None] * len(suite.expectations)
+    meta: Any = None
     _FORKED.update(frame=frame, make_context=make_context)
+    raw = suite.expectations
+    ordered = _heaviest_first(groups, frame)
+    names = list(frame.columns)
+    chunks = [names[i::METRIC_CHUNKS] for i in range(METRIC_CHUNKS)]
     try:
         with pool:
-            # The metrics first (the longest task), then the groups: the two workers take tasks as
-            # they free up, so neither idles while the other has a queue.
-            metrics_future = pool.submit(_metrics_in_worker)
-            raw = suite.expectations
-            futures: list[tuple[list[int], Future[Any]]] = [
-                (
-                    indexes,
-                    pool.submit(
-                        _group_in_worker, suite.table, suite.name, columns,
-                        [raw[i] for i in indexes], parameters, result_format,
-                    ),
+            # The two workers take tasks as they free up. Order: the heaviest group, the metrics in
+            # column chunks, then the other groups heaviest first, so the last tasks are short ones
+            # and neither worker idles long while the other finishes.
+            group_futures: list[tuple[list[int], Future[Any]]] = []
+
+            def submit(columns: tuple[str, ...], indexes: list[int]) -> None:
+                future = pool.submit(
+                    _group_in_worker, suite.table, suite.name, columns, [raw[i] for i in indexes],
+                    parameters, result_format,
                 )
-                for columns, indexes in _heaviest_first(groups, frame)
-            ]
-            for indexes, future in futures:
+                group_futures.append((indexes, future))
+
+            for columns, indexes in ordered[:1]:
+                submit(columns, indexes)
+            metric_futures = [pool.submit(_metrics_in_worker, chunk) for chunk in chunks if chunk]
+            for columns, indexes in ordered[1:]:
+                submit(columns, indexes)
+            for indexes, future in group_futures:
                 group_results, group_meta, _ = future.result()
                 meta = meta or group_meta
                 for index, result in zip(indexes, group_results, strict=True):
                     results[index] = result
             validate_s = time.perf_counter() - started
-            metrics, metrics_s = metrics_future.result()
+            by_column: dict[str, Any] = {}
+            metrics_s = 0.0
+            for future in metric_futures:
+                part, seconds = future.result()
+                by_column.update(part["columnMetrics"])
+                metrics_s += seconds
     finally:
         _FORKED.clear()
+    metrics = {"rowCount": len(frame), "columnMetrics": {str(c): by_column[str(c)] for c in names}}
     return results, meta, metrics, {"validate": validate_s, "metrics": metrics_s}

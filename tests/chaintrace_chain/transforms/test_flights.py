@@ -252,19 +252,31 @@ def test_a_missing_column_fails(suite_failures: Failures, gate_frames: dict, sta
     failed = suite_failures("flights", stage, {**frames, "flights": unchecked}, baseline_rows=len(unchecked))
     assert failed == {"expect_table_columns_to_match_set:"}
     # A column other rules need: those rules fail too (bad data, quarantined), not a config error.
-    checked = frames["flights"].drop(columns=["distance"])
+    needed = "flight_status" if stage == "process" else "distance"  # a column the stage's rules check
+    checked = frames["flights"].drop(columns=[needed])
     failed = suite_failures("flights", stage, {**frames, "flights": checked}, baseline_rows=len(checked))
     assert "expect_table_columns_to_match_set:" in failed
-    assert any(name.endswith(":distance") for name in failed), failed
+    assert any(name.endswith(f":{needed}") for name in failed), failed
 
 
-@pytest.mark.parametrize("stage", ["store", "process"])
-def test_negative_distances_fail(suite_failures: Failures, gate_frames: dict, stage: str) -> None:
-    frames = _sample(gate_frames[stage], "flights")
+def test_negative_distances_fail_at_store(suite_failures: Failures, gate_frames: dict) -> None:
+    frames = _sample(gate_frames["store"], "flights")
     frames["flights"].loc[:9, "distance"] = -frames["flights"].loc[:9, "distance"]
     assert "expect_column_values_to_be_between:distance" in suite_failures(
-        "flights", stage, frames, baseline_rows=len(frames["flights"])
+        "flights", "store", frames, baseline_rows=len(frames["flights"])
     )
+
+
+def test_impossible_delays_and_air_times_fail_at_process(suite_failures: Failures, gate_frames: dict) -> None:
+    """Process converts the minute measures; their ranges are its standard (distance is store's)."""
+    frames = _sample(gate_frames["process"], "flights")
+    frames["flights"].loc[:4, "dep_delay"] = 5000.0
+    frames["flights"].loc[5:9, "air_time"] = -3.0
+    failed = suite_failures("flights", "process", frames, baseline_rows=len(frames["flights"]))
+    assert {
+        "expect_column_values_to_be_between:dep_delay",
+        "expect_column_values_to_be_between:air_time",
+    } <= failed
 
 
 def test_negative_distance_text_fails_at_collect(suite_failures: Failures, gate_frames: dict) -> None:
