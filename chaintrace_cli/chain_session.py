@@ -104,6 +104,7 @@ class ChainSession:
     airflow_port: int = 0
     spec_dir: Path | None = None
     parallelism: int = 3
+    extra_env: dict[str, str] = field(default_factory=dict)  # for Airflow's processes, e.g. switches
     lineage: LineageService = field(init=False)
     stack: AirflowStack = field(init=False)
     client: AirflowClient = field(init=False)
@@ -120,6 +121,7 @@ class ChainSession:
             spool_dir=spool,
             spec_dir=self.spec_dir,
             parallelism=self.parallelism,
+            extra_env=dict(self.extra_env),
         )
         self.client = self.stack.client()
 

@@ -124,7 +124,12 @@ class GateOperator(_ChainOperator):
 
         self._run = run_key(str(context["run_id"]))
         try:
-            outcome = gate_stage(_spec(self.dataset), self.stage, zones=_zones(), run=self._run)
+            from chaintrace_chain.settings import ChainSettings
+
+            enabled = ChainSettings().gates_enabled
+            outcome = gate_stage(
+                _spec(self.dataset), self.stage, zones=_zones(), run=self._run, enabled=enabled
+            )
         except GateFailed as failed:
             raise AirflowFailException(str(failed)) from failed
         self.log.info("%s/%s gate passed: %s", self.dataset, self.stage, outcome.summary())

@@ -25,6 +25,9 @@ class ChainSettings(BaseSettings):
     spec_dir: Path | None = Field(
         default=None, description="Dataset specs folder; default: the package's specs/."
     )
+    gates_enabled: bool = Field(
+        default=True, description="Run the GX gates (off only to measure what they cost: nothing is checked)."
+    )
     http_timeout_s: float = Field(default=30.0, description="Collect: per-request timeout.")
     http_retries: int = Field(default=3, description="Collect: attempts after the first failure.")
 
