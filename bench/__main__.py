@@ -1,4 +1,5 @@
-"""``python -m bench [ingest|graph|rebuild|gate ...] [--quick]``: run the benchmarks and print a summary."""
+"""``python -m bench [ingest|graph|rebuild|gate|lineage_overhead|demo_chain ...] [--quick]``: run the
+benchmarks and print a summary."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 from bench.common import log
 
-SECTIONS = ("ingest", "graph", "rebuild", "gate")
+SECTIONS = ("ingest", "graph", "rebuild", "gate", "lineage_overhead", "demo_chain")
 
 
 def _runner(name: str) -> Callable[..., dict[str, Any]]:
@@ -27,6 +28,14 @@ def _runner(name: str) -> Callable[..., dict[str, Any]]:
         from bench import gate
 
         return gate.run
+    if name == "lineage_overhead":
+        from bench import lineage_overhead
+
+        return lineage_overhead.run
+    if name == "demo_chain":
+        from bench import demo_chain
+
+        return demo_chain.run
     from bench import rebuild
 
     return rebuild.run
@@ -34,9 +43,9 @@ def _runner(name: str) -> Callable[..., dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("sections", nargs="*", metavar="{ingest,graph,rebuild,gate}",
+    parser.add_argument("sections", nargs="*", metavar="{" + ",".join(SECTIONS) + "}",
                         help="which benchmarks to run (default: all, in this order)")
-    parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run, ~3 minutes)")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run, ~6 minutes)")
     args = parser.parse_args(argv)
     unknown = [s for s in args.sections if s not in SECTIONS]
     if unknown:

@@ -16,8 +16,15 @@ from typing import Any
 from bench.common import LATEST, ROOT, target_line
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
-ORDER = ("ingest", "graph", "rebuild")
-TITLES = {"ingest": "A. Ingest", "graph": "B. Graph queries", "rebuild": "C. Rebuild"}
+ORDER = ("ingest", "graph", "rebuild", "gate", "lineage_overhead", "demo_chain")
+TITLES = {
+    "ingest": "A. Ingest",
+    "graph": "B. Graph queries",
+    "rebuild": "C. Rebuild",
+    "gate": "D. Quality gate",
+    "lineage_overhead": "F. Lineage overhead per task",
+    "demo_chain": "G. The whole demo chain",
+}
 
 
 def load(path: Path = LATEST) -> dict[str, Any]:
@@ -58,8 +65,8 @@ def markdown(data: dict[str, Any]) -> str:
     lines.append(f"- Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('mem_gb', '?')} GB; "
                  f"Python {m.get('python', '?')}, SQLite {m.get('sqlite', '?')}, "
                  f"PostgreSQL {m.get('postgresql', '?')}")
-    lines.append("- Reproduce: `python -m bench` (all, ~10 min) or `python -m bench ingest|graph|rebuild "
-                 "[--quick]`; figures in `bench/results/latest.json`.")
+    lines.append("- Reproduce: `python -m bench` (~20 min) or `python -m bench ingest|graph|rebuild|gate|"
+                 "lineage_overhead|demo_chain [--quick]`; figures in `bench/results/latest.json`.")
     return "\n".join(lines)
 
 

@@ -118,8 +118,103 @@ class _Checker:
         self.tags(f"{base}.facets.tags", facets.get("tags"))
 
 
+def _fits(value: Any, limit: int | None = None, required: bool = False) -> bool:
+    """:meth:`_Checker.text` without the error (and without building its path)."""
+    if not isinstance(value, str):
+        return True
+    if "\x00" in value or (limit is not None and _too_long(value, limit)):
+        return False
+    return bool(value) or not required
+
+
+def _fields_fit(obj: dict[str, Any], limits: dict[str, int | None]) -> bool:
+    return all(_fits(obj.get(key), limit) for key, limit in limits.items())
+
+
+def _facet_keys_fit(facets: Any) -> bool:
+    return not isinstance(facets, dict) or all(_fits(key, MAX_FACET_KEY_BYTES, True) for key in facets)
+
+
+def _tags_fit(facet: Any) -> bool:
+    entries = facet.get("tags") if isinstance(facet, dict) else None
+    return all(_fields_fit(entry, _TAG_LIMITS) for _, entry in _dicts(entries))
+
+
+def _column_lineage_fits(facet: Any) -> bool:
+    fields = facet.get("fields") if isinstance(facet, dict) else None
+    if not isinstance(fields, dict):
+        return True
+    for out_field, spec in fields.items():
+        if not _fits(out_field, MAX_FIELD_BYTES):
+            return False
+        if not isinstance(spec, dict):
+            continue
+        if not _fields_fit(spec, _FIELD_SPEC_LIMITS):
+            return False
+        for _, source in _dicts(spec.get("inputFields")):
+            if not _fields_fit(source, _INPUT_FIELD_LIMITS):
+                return False
+            for _, transformation in _dicts(source.get("transformations")):
+                if not _fields_fit(transformation, _TRANSFORMATION_LIMITS):
+                    return False
+    return True
+
+
+def _dataset_fits(ds: Any) -> bool:
+    if not isinstance(ds, dict):
+        return True
+    facets = ds.get("facets")
+    if not (
+        _fits(ds.get("namespace"), MAX_NAMESPACE_BYTES, True) and _fits(ds.get("name"), MAX_NAME_BYTES, True)
+        and _facet_keys_fit(facets) and _facet_keys_fit(ds.get("inputFacets"))
+        and _facet_keys_fit(ds.get("outputFacets"))
+    ):
+        return False
+    if not isinstance(facets, dict):
+        return True
+    source = facets.get("dataSource")
+    if isinstance(source, dict) and not (
+        _fits(source.get("name"), MAX_SOURCE_NAME_BYTES) and _fits(source.get("uri"))
+    ):
+        return False
+    return _column_lineage_fits(facets.get("columnLineage")) and _tags_fit(facets.get("tags"))
+
+
+def _event_fits(event: dict[str, Any]) -> bool:
+    """True when :func:`store_limits` would find nothing: the same checks, no paths built.
+
+    Nearly every event fits; building the JSON path of every checked value cost more than the checks.
+    """
+    job = event.get("job")
+    if isinstance(job, dict):
+        job_facets = job.get("facets")
+        if not (
+            _fits(job.get("namespace"), MAX_NAMESPACE_BYTES, True)
+            and _fits(job.get("name"), MAX_NAME_BYTES, True)
+            and _facet_keys_fit(job_facets)
+            and (not isinstance(job_facets, dict) or _tags_fit(job_facets.get("tags")))
+        ):
+            return False
+    run = event.get("run")
+    if isinstance(run, dict):
+        run_facets = run.get("facets")
+        if not _facet_keys_fit(run_facets):
+            return False
+        parent = run_facets.get("parent") if isinstance(run_facets, dict) else None
+        parent_run = parent.get("run") if isinstance(parent, dict) else None
+        if isinstance(parent_run, dict) and not _fits(parent_run.get("runId"), MAX_RUN_ID_BYTES):
+            return False
+    for key in ("inputs", "outputs"):
+        items = event.get(key)
+        if isinstance(items, list) and not all(_dataset_fits(ds) for ds in items):
+            return False
+    return _dataset_fits(event.get("dataset"))
+
+
 def store_limits(event: dict[str, Any]) -> list[FieldError]:
     """Errors for every value of a schema-valid ``event`` the store could not keep as it is."""
+    if _event_fits(event):
+        return []
     check = _Checker()
     job = event.get("job")
     if isinstance(job, dict):

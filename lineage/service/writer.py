@@ -7,6 +7,10 @@ so it is done in larger batches: when the queue has been idle for a moment, when
 waiting, or at once when a reader asks for it (:meth:`GroupCommitWriter.wait_projected`). The
 ``projected`` watermark moves in the projection's transaction, so a crash between the two loses
 nothing: on start the writer projects whatever is past the watermark.
+
+On a store a second process can open (a SQLite file, PostgreSQL) the projection runs in a child
+process instead (:mod:`lineage.service.projector_process`): the writer only nudges it after each
+commit, and the two use two cores. Should the child die, this thread projects again.
 """
 
 from __future__ import annotations

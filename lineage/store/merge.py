@@ -45,15 +45,22 @@ class MergeSpec:
 
     def merge_into(self, acc: dict[Any, Row], row: Row) -> None:
         """Fold ``row`` into the batch accumulator ``acc`` (keyed by primary key)."""
-        key = self._key(row)
-        old = acc.get(key)
-        if old is None:
-            acc[key] = row
+        # setdefault inserts a new key in one C call; most rows of a batch are new or unchanged.
+        old = acc.setdefault(self._key(row), row)
+        if old is row:
             return
         for col in self.min_cols:
-            old[col] = _pick_min(old[col], row[col])
+            new = row[col]
+            if new is not None:
+                current = old[col]
+                if current is None or new < current:
+                    old[col] = new
         for col in self.max_cols:
-            old[col] = _pick_max(old[col], row[col])
+            new = row[col]
+            if new is not None:
+                current = old[col]
+                if current is None or new > current:
+                    old[col] = new
         for order_col, carried in self.lww_groups:
             if row[order_col] > old[order_col]:
                 old[order_col] = row[order_col]
@@ -76,7 +83,18 @@ class MergeSpec:
             newer = f"excluded.{order_col} > {name}.{order_col}"
             for col in (order_col, *carried):
                 updates.append(f"{col} = CASE WHEN {newer} THEN excluded.{col} ELSE {name}.{col} END")
-        conflict = "DO NOTHING" if not updates else "DO UPDATE SET " + ", ".join(updates)
+        # Only rows the merge changes get rewritten: an upsert that sets every column to its old value
+        # still rewrites the whole row (facet values run to kilobytes) and, on PostgreSQL, leaves a
+        # dead tuple. The condition is exactly "some SET expression yields a new value".
+        changes = [f"(excluded.{c} IS NOT NULL AND ({name}.{c} IS NULL OR excluded.{c} < {name}.{c}))"
+                   for c in self.min_cols]
+        changes += [f"(excluded.{c} IS NOT NULL AND ({name}.{c} IS NULL OR excluded.{c} > {name}.{c}))"
+                    for c in self.max_cols]
+        changes += [f"excluded.{order_col} > {name}.{order_col}" for order_col, _ in self.lww_groups]
+        conflict = (
+            "DO NOTHING" if not updates
+            else "DO UPDATE SET " + ", ".join(updates) + " WHERE " + " OR ".join(changes)
+        )
         marker = "?" if paramstyle == "qmark" else "%s"
         sql = (
             f"INSERT INTO {name} ({', '.join(cols)}) VALUES ({', '.join(marker for _ in cols)}) "
@@ -85,40 +103,33 @@ class MergeSpec:
         self._sql[paramstyle] = sql
         return sql
 
+    def values(self, rows: Iterable[Row]) -> list[tuple[Any, ...]]:
+        """``rows`` as parameter tuples in the table's column order."""
+        columns = self.columns
+        if len(columns) == 1:
+            return [(row[columns[0]],) for row in rows]
+        getter = itemgetter(*columns)
+        return [getter(row) for row in rows]
+
     def write(self, connection: Connection, rows: Iterable[Row]) -> int:
         """Upsert ``rows`` with one executemany straight to the driver (no per-row SQLAlchemy work)."""
-        batch: Sequence[Row] = rows if isinstance(rows, list) else list(rows)
-        if not batch:
+        return self.write_values(connection, self.values(rows))
+
+    def write_values(self, connection: Connection, values: Sequence[tuple[Any, ...]]) -> int:
+        """Upsert rows already in column order (:meth:`values`)."""
+        if not values:
             return 0
-        cols = self.columns
-        values = [tuple(row[c] for c in cols) for row in batch]
         # The DB-API cursor itself: SQLAlchemy's per-statement dispatch cost more than small upserts.
         cursor = connection.connection.cursor()
         try:
             cursor.executemany(self.upsert_sql(connection.dialect.paramstyle), values)
         finally:
             cursor.close()
-        return len(batch)
-
-
-def _pick_min(a: Any, b: Any) -> Any:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return b if b < a else a
-
-
-def _pick_max(a: Any, b: Any) -> Any:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return b if b > a else a
+        return len(values)
 
 
 def _sql_pick(table: str, col: str, op: str) -> str:
-    """SQL of _pick_min ('<') or _pick_max ('>'): NULL loses to any value."""
+    """SQL of the merge's min ('<') or max ('>'): NULL loses to any value."""
     return (
         f"CASE WHEN {table}.{col} IS NULL THEN excluded.{col} "
         f"WHEN excluded.{col} IS NULL THEN {table}.{col} "
