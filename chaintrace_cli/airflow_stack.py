@@ -54,8 +54,17 @@ class AirflowStack:
         return path.read_text().strip()
 
     def transport(self) -> dict[str, Any]:
+        """Spool-first: a task writes its events to the spool and goes on; the lineage service, on this
+        same machine with ``CHAINTRACE_SPOOL_DIR`` on the same folder, watches it and ingests them.
+
+        ``fsync`` off: a spool write costs ~0.2 ms instead of ~10 ms p99, which keeps the per-task
+        overhead goal (5 ms); the rename still makes an event outlive a crash of the task, and only a
+        crash of the whole machine may lose the last events. Set it to True where that matters more.
+        """
         return {
             "type": "chaintrace_chain.transport.SpoolingHttpTransport",
+            "delivery": "spool",
+            "fsync": False,
             "url": self.lineage_url,
             "endpoint": "api/v1/lineage",
             "spool_dir": str(self.spool_dir),

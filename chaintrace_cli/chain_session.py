@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from chaintrace_cli.airflow_stack import TERMINAL_RUN_STATES, AirflowClient, AirflowError, AirflowStack
+from lineage.spool_format import list_events
 
 # task id -> state, per dataset; called on every poll so callers can draw progress.
 ProgressCallback = Callable[[str, dict[str, str | None]], None]
@@ -87,8 +88,19 @@ class LineageService:
         self.process = None
 
     def wait_projected(self, timeout: float = 60) -> None:
-        """Until every acknowledged event is queryable."""
+        """Until the service has taken every spooled event and every acknowledged event is queryable.
+
+        Producers deliver spool-first: an event reaches the store only when the service's spool watcher
+        takes its file, so the spool must be empty first (a file goes once its event is committed).
+        """
         deadline = time.monotonic() + timeout
+        while self.spool_dir is not None and list_events(self.spool_dir):
+            if time.monotonic() >= deadline:
+                left = len(list_events(self.spool_dir))
+                raise TimeoutError(f"the lineage service did not take the {left} event file(s) left in "
+                                   f"{self.spool_dir} within {timeout:.0f} s; see "
+                                   f"{self.data_root / 'lineage-service.log'}")
+            time.sleep(0.1)
         while time.monotonic() < deadline:
             health = httpx.get(f"{self.url}/healthz", timeout=5).json()
             if health["projected"] >= health["acknowledged"]:

@@ -17,7 +17,7 @@ from lineage.service.ingest import IngestService
 from lineage.service.reads import ReadService
 from lineage.service.validation import EventValidator
 from lineage.settings import LineageSettings
-from lineage.spool_format import ReplaySummary, SpooledEvent, Verdict, replay
+from lineage.spool_format import REJECTED_DIR, ReplaySummary, SpooledEvent, Verdict, replay
 from lineage.store.db import WalCheckpointer, create_store_engine, migrate
 
 log = logging.getLogger(__name__)
@@ -33,8 +33,10 @@ class LineageContext:
     graph: GraphService
     checkpointer: WalCheckpointer
     spool_thread: threading.Thread | None = field(default=None, init=False)
+    # What this process's spool replays did since start, summed (left and error: of the latest round).
     spool_summary: ReplaySummary | None = field(default=None, init=False)
     _closing: threading.Event = field(default_factory=threading.Event, init=False)
+    _spool_failing: bool = field(default=False, init=False)
 
     @classmethod
     def build(cls, settings: LineageSettings | None = None, *, run_migrations: bool = True) -> LineageContext:
@@ -69,27 +71,66 @@ class LineageContext:
             log.warning("graph index warm-up failed", exc_info=True)
 
     def replay_spool_in_background(self) -> None:
-        """Ingest the events producers spooled while the service was away (``spool_dir``), off start-up.
+        """Ingest the producers' spool (``spool_dir``) off start-up, then keep watching it.
 
-        Call after :meth:`start` (the writer must run). Files go only once their events are committed.
+        Call after :meth:`start` (the writer must run). The initial replay takes what producers spooled
+        while the service was away; afterwards the folder is looked at every ``spool_poll_ms`` (0: never)
+        for the events of spool-first producers, until :meth:`close`. Files go only once their events
+        are committed (or found stored already); several processes on one spool (uvicorn workers) take
+        turns through the spool's lock, and a process that finds it held skips that round.
         """
         if self.settings.spool_dir is None:
             return
         self._closing.clear()  # a context may be started again after close (tests, app restarts)
-        self.spool_thread = threading.Thread(target=self._replay_spool, name="spool-replay", daemon=True)
+        self.spool_summary = None
+        self.spool_thread = threading.Thread(target=self._watch_spool, name="spool-watch", daemon=True)
         self.spool_thread.start()
 
-    def _replay_spool(self) -> None:
+    def _watch_spool(self) -> None:
+        assert self.settings.spool_dir is not None
+        spool_dir = self.settings.spool_dir
+        poll_s = self.settings.spool_poll_ms / 1000
+        # Watching: a lock held means another worker is replaying the folder right now, and this one
+        # looks again in poll_s. Start only: wait for the lock, this is the one chance.
+        summary = self._replay_spool_once(lock_timeout_s=0.0 if poll_s > 0 else 60.0)
+        if summary is not None and not summary.locked_out:
+            log.info("spool %s: %d delivered, %d already present, %d rejected, %d left%s", spool_dir,
+                     summary.delivered, summary.already_present, summary.rejected, summary.left,
+                     f" ({summary.error})" if summary.error else "")
+        if poll_s <= 0:
+            return
+        log.info("watching the spool %s every %d ms", spool_dir, self.settings.spool_poll_ms)
+        while not self._closing.wait(poll_s):
+            # Another worker holding the lock is replaying this same folder: no need to wait for it.
+            summary = self._replay_spool_once(lock_timeout_s=0.0)
+            if summary is not None and summary.rejected:
+                log.warning("spool %s: %d event(s) rejected, kept in %s", spool_dir, summary.rejected,
+                            spool_dir / REJECTED_DIR)
+
+    def _replay_spool_once(self, *, lock_timeout_s: float) -> ReplaySummary | None:
+        """One replay of the spool, added to :attr:`spool_summary`; None when it failed (logged)."""
         assert self.settings.spool_dir is not None
         try:
-            summary = replay(self.settings.spool_dir, self._ingest_spooled, should_stop=self._closing.is_set)
-        except Exception:  # the files stay for the next start or replay-spool; serving goes on
-            log.exception("replaying the spool %s failed", self.settings.spool_dir)
-            return
-        self.spool_summary = summary
-        log.info("spool %s: %d delivered, %d already present, %d rejected, %d left%s",
-                 self.settings.spool_dir, summary.delivered, summary.already_present, summary.rejected,
-                 summary.left, f" ({summary.error})" if summary.error else "")
+            summary = replay(self.settings.spool_dir, self._ingest_spooled, should_stop=self._closing.is_set,
+                             lock_timeout_s=lock_timeout_s)
+        except Exception:  # the files stay for the next round, start or replay-spool; serving goes on
+            if not self._spool_failing:  # once per streak: the watcher retries every poll
+                log.exception("replaying the spool %s failed; retrying each round", self.settings.spool_dir)
+            self._spool_failing = True
+            return None
+        if self._spool_failing:
+            log.info("replaying the spool %s works again", self.settings.spool_dir)
+            self._spool_failing = False
+        if summary.locked_out:
+            return summary  # another process is replaying this folder: nothing done here this round
+        total = self.spool_summary or ReplaySummary()
+        total.delivered += summary.delivered
+        total.already_present += summary.already_present
+        total.rejected += summary.rejected
+        total.left = summary.left
+        total.error = summary.error
+        self.spool_summary = total
+        return summary
 
     def _ingest_spooled(self, events: Sequence[SpooledEvent]) -> list[Verdict]:
         results = self.ingest.ingest_sync([event.event for event in events])
@@ -102,8 +143,11 @@ class LineageContext:
     def close(self) -> None:
         self._closing.set()
         if self.spool_thread is not None:
-            # A batch in flight finishes (its files are deleted only after the commit); then it stops.
+            # The watcher wakes at once; a batch in flight finishes (its files are deleted only after
+            # the commit), then it stops.
             self.spool_thread.join(timeout=30)
+            if self.spool_thread.is_alive():
+                log.warning("the spool watcher did not stop within 30 s; its files stay for next start")
         self.ingest.writer.stop()
         self.checkpointer.stop()
         self.engine.dispose()

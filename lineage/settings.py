@@ -32,7 +32,12 @@ class LineageSettings(BaseSettings):
     )
     spec_dir: Path | None = Field(default=None, description="OpenLineage JSON Schema folder (vendored copy).")
     spool_dir: Path | None = Field(
-        default=None, description="Spool of events producers could not send; ingested on start when set."
+        default=None,
+        description="Spool folder of producers' events (spool-first delivery, or what they could not send); "
+        "ingested on start and then watched when set.",
+    )
+    spool_poll_ms: int = Field(
+        default=100, ge=0, description="How often the spool is looked at after start; 0: only at start."
     )
     log_level: str = "info"
 

@@ -1,16 +1,20 @@
 """The disk spool of OpenLineage events: its file format, and replay that deletes only what was acknowledged.
 
-Producers (the chain's ``SpoolingHttpTransport``) write an event here when the lineage service cannot
-take it; ``chaintrace lineage replay-spool`` (over HTTP) and the service itself on start (in process)
-deliver the events and delete their files. This module is shared by both sides, so it depends on
+Producers (the chain's ``SpoolingHttpTransport``) write every event here (``delivery: spool``) or
+those the lineage service cannot take (``delivery: http``); ``chaintrace lineage replay-spool`` (over
+HTTP) and the service itself (in process: on start, then watching the folder) deliver the events and
+delete their files. This module is shared by both sides, so it depends on
 nothing of the service and nothing of the chain.
 
 Format (one folder, any number of concurrent writer processes):
 
 * one event per file ``<20-digit epoch ns>-<pid>-<uuid4 hex>.json``: names sort in time order and never
   collide; the content is the event JSON exactly as it would have been sent;
-* a file is written under a dot-prefixed temporary name in the same folder, fsynced and renamed, so a
-  reader (or a crash) never sees half an event: listing ignores dot files;
+* a file is written under a dot-prefixed temporary name in the same folder and renamed, so a reader
+  (or a crashed writer) never sees half an event: listing ignores dot files. With ``fsync`` (the
+  default) the file and then the folder are fsynced, so the event also survives a machine crash;
+  without it a machine crash may lose the last events (or leave one empty, which replay rejects as
+  unreadable). Measured on the project VM (ext4): about 0.2 ms per event without, p99 about 10 ms with;
 * events the service rejects as invalid go to ``rejected/<name>.json`` next to ``<name>.error.json``
   (why); they are kept for a person to look at, never retried.
 
@@ -49,27 +53,43 @@ def new_event_name() -> str:
     return f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex}{EVENT_SUFFIX}"
 
 
-def write_atomic(directory: Path, name: str, data: bytes) -> Path:
-    """Write ``data`` to ``directory/name`` so that readers see the whole file or none of it."""
+def write_atomic(directory: Path, name: str, data: bytes, *, fsync: bool = True) -> Path:
+    """Write ``data`` to ``directory/name`` so that readers see the whole file or none of it.
+
+    The rename alone makes the file survive a crash of the writing process. ``fsync`` also makes it
+    survive a machine crash: the bytes are on disk before the rename, and the rename itself is.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     tmp = directory / f"{TMP_PREFIX}{uuid.uuid4().hex}"
     try:
         with tmp.open("wb") as out:
             out.write(data)
             out.flush()
-            os.fsync(out.fileno())  # the rename must not become visible before the bytes are on disk
+            if fsync:  # the rename must not become visible before the bytes are on disk
+                os.fsync(out.fileno())
         target = directory / name
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+    if fsync:
+        _fsync_directory(directory)
     return target
 
 
-def write_event(spool_dir: Path, body: bytes) -> Path:
-    """Spool one event body (for replay later)."""
-    return write_atomic(spool_dir, new_event_name(), body)
+def _fsync_directory(directory: Path) -> None:
+    """Make the folder's new entry (the rename) durable."""
+    handle = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+def write_event(spool_dir: Path, body: bytes, *, fsync: bool = True) -> Path:
+    """Spool one event body (for replay later); see :func:`write_atomic` for ``fsync``."""
+    return write_atomic(spool_dir, new_event_name(), body, fsync=fsync)
 
 
 def write_rejected(spool_dir: Path, body: bytes, error: Mapping[str, Any], name: str | None = None) -> Path:
@@ -167,6 +187,7 @@ class ReplaySummary:
     rejected: int = 0  # invalid: moved to rejected/
     left: int = 0  # still in the spool afterwards
     error: str | None = None  # why replay stopped early, if it did
+    locked_out: bool = False  # another replayer held the spool's lock: nothing was done
 
 
 @contextlib.contextmanager
@@ -261,6 +282,7 @@ def replay(
     with replay_lock(spool_dir, lock_timeout_s) as locked:
         if not locked:
             summary.error = f"another replay holds {spool_dir / LOCK_NAME}"
+            summary.locked_out = True
             summary.left = len(list_events(spool_dir))
             return summary
         sweep_stale_tmp(spool_dir)

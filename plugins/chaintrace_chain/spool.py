@@ -39,10 +39,11 @@ class Spool:
     """A spool folder: write events into it, look at it, replay it to a running lineage service."""
 
     directory: Path
+    fsync: bool = True  # False: survives a crash of the process, not of the machine (much faster)
 
     def write(self, body: bytes) -> Path:
         """Spool one event (its JSON exactly as it would have been sent); atomic, safe across processes."""
-        return write_event(self.directory, body)
+        return write_event(self.directory, body, fsync=self.fsync)
 
     def write_rejected(self, body: bytes, error: dict[str, Any]) -> Path:
         """Keep an event the service refused as invalid in ``rejected/`` with the reason."""

@@ -1,4 +1,15 @@
-"""An OpenLineage transport that never stalls a task and never loses an event: HTTP, else a disk spool.
+"""An OpenLineage transport that never stalls a task and never loses an event: a disk spool, or HTTP.
+
+Two deliveries (config key ``delivery``):
+
+* ``spool`` (spool-first, for a service on the same machine): ``emit`` writes the event to the spool
+  folder (atomic write-then-rename) and returns, no network at all; the lineage service watches that
+  folder (``CHAINTRACE_SPOOL_DIR``) and ingests each file. Airflow's OpenLineage provider emits from a
+  forked child that ends with ``os._exit``, so a background sender thread would die with its events:
+  a file on disk is the cheapest thing that outlives the task. ``fsync`` (default true) makes each
+  file survive a machine crash too, at about 10 ms p99 per event on the project VM; without it a
+  write costs about 0.2 ms and survives a crash of the task's process (the rename), not of the machine.
+* ``http`` (the default), as follows.
 
 The provider's own HTTP transport retries an event for about 9 s when the lineage service is down and
 then drops it. This one posts once with a short timeout; when the service cannot take the event
@@ -11,12 +22,15 @@ the timeout. Events the service refuses as invalid (400, 413, 415, 422) are logg
 message and kept in ``rejected/``. ``emit`` never raises.
 
 Replay is not done here (tasks stay fast): ``chaintrace lineage replay-spool`` delivers the spool, and
-so does the service itself on start when its ``CHAINTRACE_SPOOL_DIR`` names the same folder.
+so does the service itself (on start, then every ``spool_poll_ms``) when its ``CHAINTRACE_SPOOL_DIR``
+names the same folder.
 
 Configure it by dotted path, e.g. Airflow ``[openlineage] transport``::
 
     {"type": "chaintrace_chain.transport.SpoolingHttpTransport", "url": "http://127.0.0.1:5000",
      "spool_dir": "/data/lineage-spool"}
+    {"type": "chaintrace_chain.transport.SpoolingHttpTransport", "delivery": "spool",
+     "spool_dir": "/data/lineage-spool", "fsync": false}
 """
 
 from __future__ import annotations
@@ -48,7 +62,8 @@ CIRCUIT_MARKER = ".circuit-open"  # holds the epoch second until which the circu
 # The event itself is wrong: retrying cannot help, so it goes to rejected/.
 REJECT_STATUSES = frozenset({400, 413, 415, 422})
 _KEYS = ("type", "url", "endpoint", "api_key", "auth", "timeout", "connect_timeout", "spool_dir",
-         "circuit_open_s", "compression")
+         "circuit_open_s", "compression", "delivery", "fsync")
+DELIVERIES = ("http", "spool")
 # The HTTP transport spells it apiKey; OpenLineage's env-var loader lowercases that to apikey.
 _ALIASES = {"apikey": "api_key", "apiKey": "api_key"}
 
@@ -72,6 +87,18 @@ def _seconds(params: dict[str, Any], key: str, default: float, *, zero_ok: bool 
     return number
 
 
+def _flag(params: dict[str, Any], key: str, default: bool) -> bool:
+    value = params.get(key, default)
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()  # values from environment variables arrive as strings
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"SpoolingHttpTransport config: {key} must be true or false, got {value!r}")
+
+
 @attr.define
 class SpoolingHttpConfig(Config):
     url: str
@@ -82,6 +109,8 @@ class SpoolingHttpConfig(Config):
     connect_timeout: float = 0.5
     circuit_open_s: float = 30.0
     compression: str | None = None  # "gzip" or None
+    delivery: str = "http"  # "http": POST, spool on failure; "spool": write to the spool only
+    fsync: bool = True  # spool files survive a machine crash (slower); False: a process crash only
 
     @classmethod
     def from_dict(cls, params: dict[str, Any]) -> SpoolingHttpConfig:
@@ -90,9 +119,14 @@ class SpoolingHttpConfig(Config):
         if unknown:
             raise ValueError(f"SpoolingHttpTransport config: unknown key(s) {unknown}; "
                              f"known: {sorted(set(_KEYS) - {'type'})}")
+        delivery = str(params.get("delivery") or "http").strip().lower()
+        if delivery not in DELIVERIES:
+            raise ValueError(f"SpoolingHttpTransport config: delivery must be one of {list(DELIVERIES)}, "
+                             f"got {params.get('delivery')!r}")
         url = str(params.get("url") or "").strip()
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        # Spool-first never touches the network: the url is optional there, but checked when given.
+        if (url or delivery == "http") and (parts.scheme not in ("http", "https") or not parts.netloc):
             raise ValueError(f"SpoolingHttpTransport config: url must be an http(s) URL, got {url!r}")
         spool_value = params.get("spool_dir")
         spool_dir = Path(str(spool_value)) if spool_value else spool_dir_from_env()
@@ -115,19 +149,22 @@ class SpoolingHttpConfig(Config):
             connect_timeout=_seconds(params, "connect_timeout", 0.5),
             circuit_open_s=_seconds(params, "circuit_open_s", 30.0, zero_ok=True),
             compression=compression,
+            delivery=delivery,
+            fsync=_flag(params, "fsync", True),
         )
 
 
 class SpoolingHttpTransport(Transport):
-    """POST each event once; on failure spool it and open the circuit. Counters: emitted, spooled,
-    rejected, failed (attributes)."""
+    """``delivery: http``: POST each event once; on failure spool it and open the circuit.
+    ``delivery: spool``: write each event to the spool, nothing else. Counters: emitted (acknowledged
+    by the service), spooled, rejected, failed (attributes)."""
 
     kind = "chaintrace_spooling_http"
     config_class = SpoolingHttpConfig
 
     def __init__(self, config: SpoolingHttpConfig) -> None:
         self.config = config
-        self.spool = Spool(config.spool_dir)
+        self.spool = Spool(config.spool_dir, fsync=config.fsync)
         self.target = urljoin(config.url.rstrip("/") + "/", config.endpoint.lstrip("/"))
         self.emitted = 0
         self.spooled = 0
@@ -155,6 +192,8 @@ class SpoolingHttpTransport(Transport):
         except Exception:
             log.exception("OpenLineage event %r cannot be serialised; dropped", type(event).__name__)
             return self._count(EmitOutcome.FAILED)
+        if self.config.delivery == "spool":
+            return self._spool(body, None)  # _spool never raises
         try:
             return self._emit(body)
         except Exception as exc:

@@ -161,6 +161,10 @@ def test_spool_dir_defaults_to_the_environment(tmp_path: Path, monkeypatch: pyte
         ({"url": "http://h:1", "spool_dir": "/s", "timeout": "soon"}, "timeout must be a number"),
         ({"url": "http://h:1", "spool_dir": "/s", "connect_timeout": 0}, "connect_timeout must be > 0"),
         ({"url": "http://h:1", "spool_dir": "/s", "compression": "zstd"}, "compression must be 'gzip'"),
+        ({"url": "http://h:1", "spool_dir": "/s", "delivery": "kafka"}, "delivery must be one of"),
+        ({"url": "http://h:1", "spool_dir": "/s", "fsync": "sometimes"}, "fsync must be true or false"),
+        ({"spool_dir": "/s", "delivery": "http"}, "url must be an http(s) URL"),
+        ({"url": "ftp://h", "spool_dir": "/s", "delivery": "spool"}, "url must be an http(s) URL"),
     ],
 )
 def test_bad_config_names_what_is_wrong(
@@ -172,7 +176,69 @@ def test_bad_config_names_what_is_wrong(
     assert names in str(info.value)
 
 
-# ------------------------------------------------------------------------------------------ delivery
+def test_spool_delivery_needs_no_url_and_reads_fsync_from_strings(tmp_path: Path) -> None:
+    config = SpoolingHttpConfig.from_dict({"delivery": "spool", "spool_dir": str(tmp_path), "fsync": "false"})
+    assert (config.delivery, config.fsync) == ("spool", False)
+    assert SpoolingHttpConfig.from_dict({"url": "http://h:1", "spool_dir": str(tmp_path)}).delivery == "http"
+    assert SpoolingHttpConfig.from_dict({"url": "http://h:1", "spool_dir": str(tmp_path)}).fsync is True
+
+
+# ----------------------------------------------------------------------------- spool-first delivery
+def test_spool_delivery_writes_one_file_per_event_and_no_network_even_with_the_service_up(
+    tmp_path: Path, service: Service
+) -> None:
+    target = transport(service.url, tmp_path / "spool", delivery="spool")
+    attempts = count_posts(target)
+    sent = [event(f"spooled-{i}") for i in range(5)]
+    outcomes = [target.emit(e) for e in sent]
+    assert outcomes == [EmitOutcome.SPOOLED] * 5
+    assert attempts == []
+    assert target._client is None  # not even a connection pool was made
+    assert service.count() == 0
+    assert target.stats() == {"emitted": 0, "spooled": 5, "rejected": 0, "failed": 0}
+    spool = Spool(tmp_path / "spool")
+    bodies = [spool.read(path) for path in spool.events()]
+    assert bodies == [Serde.to_json(e).encode() for e in sent]  # oldest first, exactly as serialised
+    assert not target.circuit_open
+
+
+@pytest.mark.parametrize(("fsync", "syncs_per_event"), [(True, 2), (False, 0)])
+def test_spool_delivery_fsyncs_file_and_folder_unless_told_not_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsync: bool, syncs_per_event: int
+) -> None:
+    import lineage.spool_format
+
+    synced: list[int] = []
+    real_fsync = lineage.spool_format.os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(lineage.spool_format.os, "fsync", counting_fsync)
+    target = transport("http://127.0.0.1:9", tmp_path / "spool", delivery="spool", fsync=fsync)
+    assert [target.emit(event(f"sync-{i}")) for i in range(3)] == [EmitOutcome.SPOOLED] * 3
+    assert len(synced) == 3 * syncs_per_event
+    assert len(Spool(tmp_path / "spool").events()) == 3
+
+
+def test_spool_delivery_counts_an_event_it_cannot_write_as_failed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    target = transport("http://127.0.0.1:9", tmp_path / "spool", delivery="spool")
+
+    def broken_write(body: bytes) -> Path:
+        raise OSError(28, "No space left on device")
+
+    object.__setattr__(target, "spool", type("Broken", (), {"write": staticmethod(broken_write)})())
+    lost = event("spool-full")
+    with caplog.at_level(logging.ERROR, logger="chaintrace_chain.transport"):
+        assert target.emit(lost) is EmitOutcome.FAILED
+    assert target.stats() == {"emitted": 0, "spooled": 0, "rejected": 0, "failed": 1}
+    assert str(lost.run.runId) in caplog.text
+
+
+# --------------------------------------------------------------------------------------- HTTP delivery
 def test_service_up_delivers_and_spools_nothing(tmp_path: Path, service: Service) -> None:
     target = transport(service.url, tmp_path / "spool")
     outcomes = [target.emit(event(f"job-{i}")) for i in range(10)]
