@@ -28,11 +28,10 @@ from collections.abc import Callable
 from select import select as select_fds
 
 import orjson
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
-from lineage.store import schema as s
 from lineage.store.db import WriterLock, create_store_engine
-from lineage.store.events import generation, lock_writers, projected_upto, set_projected
+from lineage.store.events import generation, lock_writers, pending_rows, projected_upto, set_projected
 from lineage.store.projector import Projection, StoredEvent, build_projection
 from lineage.tuning import paused_gc
 
@@ -64,10 +63,7 @@ def project_step(engine: Engine, lock: WriterLock, limit: int = CHILD_BATCH) -> 
         with engine.connect() as connection:
             seen_generation = generation(connection)
             start = projected_upto(connection)
-            rows = connection.execute(
-                select(s.events.c.id, s.events.c.event_hash, s.events.c.event_time, s.events.c.payload)
-                .where(s.events.c.id > start).order_by(s.events.c.id).limit(limit)
-            ).all()
+            rows = pending_rows(connection, start, limit)
         if not rows:
             return 0, start
         with paused_gc():  # a batch is a few hundred thousand objects without a single cycle

@@ -116,7 +116,7 @@ class GroupCommitWriter:
             self._projector = None
 
     def _on_projected(self, count: int, upto: int) -> None:
-        """A watermark reported by the projector process (on its report thread)."""
+        """A new watermark, from the projector process (its report thread) or this thread."""
         with self._state:
             self.projected = max(self.projected, upto)
             self.acknowledged = max(self.acknowledged, upto)
@@ -249,12 +249,7 @@ class GroupCommitWriter:
             count, upto = project_pending(connection, self._backlog, limit)
         for event_id in [i for i in self._backlog if i <= upto]:
             del self._backlog[event_id]
-        with self._state:
-            self.projected = max(self.projected, upto)
-            self.acknowledged = max(self.acknowledged, upto)
-            self._state.notify_all()
-        if count:
-            self._notify_listeners(count)
+        self._on_projected(count, upto)
         return count
 
     def _project_all(self) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, delete, func, select, text
+from sqlalchemy import Connection, Engine, Row, delete, func, select, text
 
 from lineage.store import schema as s
 from lineage.store.projector import Projection, StoredEvent, project
@@ -137,6 +137,14 @@ def set_projected(connection: Connection, upto: int) -> None:
         connection.execute(s.store_meta.insert().values(key=PROJECTED_KEY, value=str(upto)))
 
 
+def pending_rows(connection: Connection, after: int, limit: int) -> Sequence[Row[Any, Any, Any, Any]]:
+    """Raw events after the watermark ``after``, oldest first: (id, hash, time, payload)."""
+    return connection.execute(
+        select(s.events.c.id, s.events.c.event_hash, s.events.c.event_time, s.events.c.payload)
+        .where(s.events.c.id > after).order_by(s.events.c.id).limit(limit)
+    ).all()
+
+
 def project_pending(
     connection: Connection, cached: Mapping[int, StoredEvent] | None = None, limit: int = REPLAY_BATCH
 ) -> tuple[int, int]:
@@ -148,10 +156,7 @@ def project_pending(
     """
     lock_writers(connection)
     upto = projected_upto(connection)
-    rows = connection.execute(
-        select(s.events.c.id, s.events.c.event_hash, s.events.c.event_time, s.events.c.payload)
-        .where(s.events.c.id > upto).order_by(s.events.c.id).limit(limit)
-    ).all()
+    rows = pending_rows(connection, upto, limit)
     if not rows:
         return 0, upto
     cached = cached or {}
