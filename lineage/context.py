@@ -12,8 +12,13 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
+from lineage.governance.policy import GovernancePolicy, load_policy
+from lineage.service.access import AccessService
+from lineage.service.audit import AuditService
+from lineage.service.classification import ClassificationService
 from lineage.service.graph import GraphService
 from lineage.service.ingest import IngestService
+from lineage.service.products import ProductService
 from lineage.service.reads import ReadService
 from lineage.service.validation import EventValidator
 from lineage.settings import LineageSettings
@@ -32,6 +37,11 @@ class LineageContext:
     reads: ReadService
     graph: GraphService
     checkpointer: WalCheckpointer
+    policy: GovernancePolicy
+    access: AccessService
+    classification: ClassificationService
+    audit: AuditService
+    products: ProductService
     spool_thread: threading.Thread | None = field(default=None, init=False)
     # What this process's spool replays did since start, summed (left and error: of the latest round).
     spool_summary: ReplaySummary | None = field(default=None, init=False)
@@ -48,9 +58,17 @@ class LineageContext:
         ingest = IngestService(engine, validator, commit_batch_max=settings.commit_batch_max,
                                projector_process=settings.projector_process)
         graph = GraphService(engine)
-        # The graph index learns of new rows from the writer right after each commit.
-        ingest.writer.listeners.append(graph.on_commit)
-        return cls(settings, engine, validator, ingest, ReadService(engine), graph, WalCheckpointer(engine))
+        policy = load_policy(settings.policy_file)
+        classification = ClassificationService(engine, policy)
+        audit = AuditService(engine)
+        # The graph index (and what is derived from the graph) learns of new rows from the writer right
+        # after each projection.
+        ingest.writer.listeners.extend([graph.on_commit, classification.on_commit, audit.on_commit])
+        return cls(
+            settings, engine, validator, ingest, ReadService(engine), graph, WalCheckpointer(engine),
+            policy=policy, access=AccessService(engine, settings), classification=classification,
+            audit=audit, products=ProductService(engine),
+        )
 
     def start(self) -> None:
         # Events a previous process stored but did not project go into the graph before we serve.

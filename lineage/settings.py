@@ -8,6 +8,7 @@ client config: one object, built once, passed down.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +41,18 @@ class LineageSettings(BaseSettings):
         default=100, ge=0, description="How often the spool is looked at after start; 0: only at start."
     )
     log_level: str = "info"
+    auth: Literal["keys", "off"] = Field(
+        default="keys",
+        description="keys: every route but /healthz needs an API key (Authorization: Bearer ct_...); "
+        "off: no keys, every caller is an admin (a trusted single-user machine only).",
+    )
+    key_cache_s: float = Field(
+        default=30.0, ge=0, description="How long a checked key is trusted without asking the store again "
+        "(a revoked key stops working within this time)."
+    )
+    policy_file: Path | None = Field(
+        default=None, description="Governance policy YAML (levels, k, jurisdictions); default: the chain's."
+    )
 
     def resolved_db_url(self) -> str:
         """The store URL: ``db_url`` when set, else a SQLite file under the data root."""

@@ -18,6 +18,7 @@ from sqlalchemy import create_engine, text
 from lineage.api.app import create_app
 from lineage.context import LineageContext
 from lineage.settings import LineageSettings
+from lineage.store.keys import create_key
 
 PG_ADMIN_URL = os.environ.get(
     "CHAINTRACE_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -83,7 +84,16 @@ def context(store_url: str, tmp_path: Path) -> Iterator[LineageContext]:
         ctx.close()
 
 
+def auth_headers(context: LineageContext, role: str = "admin", clearance: str = "L4",
+                 jurisdiction: str | None = None) -> dict[str, str]:
+    """Headers that carry a fresh API key of ``role`` in ``context``'s store."""
+    _key, token = create_key(context.engine, name=f"test-{role}-{uuid.uuid4().hex[:6]}", role=role,
+                             clearance=clearance, jurisdiction=jurisdiction)
+    return {"Authorization": f"Bearer {token}"}
+
+
 @pytest.fixture
 def client(context: LineageContext) -> Iterator[TestClient]:
-    with TestClient(create_app(context)) as test_client:
+    """A client of the app that sends an admin key (sees and may do everything)."""
+    with TestClient(create_app(context), headers=auth_headers(context)) as test_client:
         yield test_client

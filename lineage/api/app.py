@@ -9,7 +9,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.responses import Response
 
-from lineage.api import routes_graph, routes_ingest, routes_read
+from lineage.api import routes_governance, routes_graph, routes_ingest, routes_products, routes_read
+from lineage.api.auth import AuthLayer
 from lineage.api.errors import install_error_handlers, json_response
 from lineage.api.paths import EncodedSlashMiddleware
 from lineage.api.routes_ingest import ASGIApp, Receive, Scope, Send
@@ -62,12 +63,15 @@ def create_app(context: LineageContext | None = None, settings: LineageSettings 
     # Names with '/' arrive as %2F; routing must see them as one path segment.
     app.add_middleware(EncodedSlashMiddleware)
     app.add_middleware(ReadYourWrites, context=ctx)
-    # Outermost: ingest POSTs skip FastAPI's stack (see routes_ingest).
+    # Ingest POSTs skip FastAPI's stack (see routes_ingest); the auth layer sits outside it.
     app.add_middleware(routes_ingest.IngestFastPath, context=ctx)
+    app.add_middleware(AuthLayer, context=ctx)
     install_error_handlers(app)
     app.include_router(routes_ingest.router)
     app.include_router(routes_read.router)
     app.include_router(routes_graph.router)
+    app.include_router(routes_governance.router)
+    app.include_router(routes_products.router)
 
     @app.get("/healthz", tags=["Service"], summary="Liveness, and how far the graph is behind the log")
     def healthz() -> Response:

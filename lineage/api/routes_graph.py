@@ -7,11 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
+from lineage.api.auth import requires
 from lineage.api.errors import ApiError
 from lineage.context import LineageContext
 from lineage.service.graph import MAX_DEPTH, BadNodeId, Direction, GraphService, NodeNotFound
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", dependencies=[requires("read")])
 
 _ERRORS: dict[int | str, dict[str, str]] = {
     400: {"description": "Malformed nodeId, or depth out of range; body {code, message}"},

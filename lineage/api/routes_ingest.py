@@ -16,10 +16,11 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from lineage.api.auth import requires
 from lineage.context import LineageContext
 from lineage.service.ingest import BodyError, decode_body, parse_batch, parse_json
 
-router = APIRouter(prefix="/api/v1", tags=["Lineage"])
+router = APIRouter(prefix="/api/v1", tags=["Lineage"], dependencies=[requires("write")])
 
 SINGLE_PATH = "/api/v1/lineage"
 BATCH_PATH = "/api/v1/lineage/batch"

@@ -13,12 +13,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
+from lineage.api.auth import requires
 from lineage.api.errors import ApiError, json_response
 from lineage.api.paths import decode_name
 from lineage.context import LineageContext
 from lineage.service.reads import NotFoundError, ReadService, parse_instant
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", dependencies=[requires("read")])
 
 MAX_LIMIT = 10_000
 

@@ -282,3 +282,42 @@ def tag_name(key: str, value: str) -> str:
     if value in ("", "true", "True"):
         return key
     return f"{key}:{value}"
+
+
+# -- governance (not derived from events: never emptied by a rebuild, never hashed) -------------------
+
+#: API keys. Only a SHA-256 of the secret is stored: the secrets are 256-bit random tokens, so a fast
+#: hash leaves nothing to brute-force, and lookups stay cheap on the request path.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("role", String(16), nullable=False),  # producer | reader | consumer | admin
+    Column("clearance", String(2), nullable=False),  # L1..L4
+    Column("jurisdiction", String(64), nullable=True),  # where the holder is (consumers)
+    Column("secret_sha256", String(64), nullable=False),
+    Column("created_at", TIME, nullable=False),
+    Column("revoked_at", TIME, nullable=True),
+)
+
+#: Every governance decision, append-only (the migration adds triggers that refuse UPDATE and DELETE).
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", EventId, primary_key=True, autoincrement=True),
+    Column("at", TIME, nullable=False),
+    # level_assigned | publish_allowed | publish_refused | access_granted | access_denied | violation
+    Column("kind", String(32), nullable=False),
+    Column("dataset_namespace", NAME, nullable=True),
+    Column("dataset_name", NAME, nullable=True),
+    Column("field", NAME, nullable=True),
+    Column("subject", String(255), nullable=True),  # key name, consumer, job: who the decision was about
+    Column("reason", Text, nullable=False),
+    Column("details", Text, nullable=True),  # JSON
+    # Entries derived from an event (or a computation) carry a key so that they are written once.
+    Column("dedup_key", String(200), nullable=True, unique=True),
+    Index("ix_audit_log_dataset", "dataset_namespace", "dataset_name", "at"),
+    Index("ix_audit_log_at", "at"),
+    Index("ix_audit_log_kind", "kind", "at"),
+)

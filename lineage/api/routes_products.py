@@ -1,0 +1,7 @@
+"""Governance routes (products) (skeleton; see issue 4)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/api/v1")

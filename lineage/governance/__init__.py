@@ -1,0 +1,1 @@
+"""Governance: classification levels, the policy that assigns them, API keys and the audit log."""
