@@ -97,3 +97,9 @@ def client(context: LineageContext) -> Iterator[TestClient]:
     """A client of the app that sends an admin key (sees and may do everything)."""
     with TestClient(create_app(context), headers=auth_headers(context)) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def make_auth_headers() -> object:
+    """``make_auth_headers(context, role="reader", clearance="L2")`` -> headers with a fresh key."""
+    return auth_headers

@@ -9,7 +9,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.responses import Response
 
-from lineage.api import routes_governance, routes_graph, routes_ingest, routes_products, routes_read
+from lineage.api import (
+    routes_audit,
+    routes_governance,
+    routes_graph,
+    routes_ingest,
+    routes_products,
+    routes_read,
+)
 from lineage.api.auth import AuthLayer
 from lineage.api.errors import install_error_handlers, json_response
 from lineage.api.paths import EncodedSlashMiddleware
@@ -72,6 +79,7 @@ def create_app(context: LineageContext | None = None, settings: LineageSettings 
     app.include_router(routes_graph.router)
     app.include_router(routes_governance.router)
     app.include_router(routes_products.router)
+    app.include_router(routes_audit.router)
 
     @app.get("/healthz", tags=["Service"], summary="Liveness, and how far the graph is behind the log")
     def healthz() -> Response:

@@ -27,6 +27,7 @@ from chaintrace_chain.zones import STAGES, Zones
 from lineage.api.app import create_app
 from lineage.context import LineageContext
 from lineage.settings import LineageSettings
+from lineage.store.keys import create_key
 
 RUN = "in_process"
 SPECS = {spec.name: spec for spec in all_specs()}
@@ -83,7 +84,9 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     root = tmp_path_factory.mktemp("lineage")
     context = LineageContext.build(LineageSettings(data_root=root, db_url=f"sqlite:///{root / 'l.db'}"))
     context.start()
-    with TestClient(create_app(context)) as client:
+    # An admin key: this test reads everything and writes the events.
+    _key, token = create_key(context.engine, name="chain-test-admin", role="admin")
+    with TestClient(create_app(context), headers={"Authorization": f"Bearer {token}"}) as client:
         yield client
     context.close()
 
