@@ -333,9 +333,34 @@ def _proc_cpu_seconds(pid: int) -> float:
     return total
 
 
+#: Environment variable that hands the load generator its API key (never a command-line argument:
+#: those are visible to every user of the machine in ``ps``).
+API_KEY_ENV = "CHAINTRACE_BENCH_API_KEY"
+
+
+def make_keys(db_url: str) -> tuple[str, str]:
+    """A producer key and an L4 reader key in the store at ``db_url`` (migrated first).
+
+    The benchmarks measure the real configuration: keys on, writes with a producer key, reads with a
+    reader key.
+    """
+    from lineage.store.db import create_store_engine, migrate
+    from lineage.store.keys import create_key
+
+    engine = create_store_engine(db_url)
+    try:
+        migrate(engine)
+        producer = create_key(engine, name="bench-producer", role="producer")[1]
+        reader = create_key(engine, name="bench-reader", role="reader", clearance="L4")[1]
+    finally:
+        engine.dispose()
+    return producer, reader
+
+
 @dataclass
 class Server:
-    """``chaintrace lineage serve`` in a subprocess (own process group), on a free port."""
+    """``chaintrace lineage serve`` in a subprocess (own process group), on a free port, with a producer
+    and a reader key made in its store before it starts."""
 
     db_url: str
     workers: int = 1
@@ -343,8 +368,12 @@ class Server:
     process: subprocess.Popen[bytes] | None = None
     workdir: tempfile.TemporaryDirectory[str] | None = None
     log_path: Path | None = None
+    producer_key: str = field(default="", repr=False)
+    reader_key: str = field(default="", repr=False)
 
     def start(self, timeout: float = 90.0) -> Server:
+        if not self.producer_key:
+            self.producer_key, self.reader_key = make_keys(self.db_url)
         self.workdir = tempfile.TemporaryDirectory(prefix="chaintrace-bench-srv-")
         self.log_path = Path(self.workdir.name) / "server.log"
         cmd = [sys.executable, "-m", "chaintrace_cli.main", "lineage", "serve", "--db", self.db_url,
@@ -417,20 +446,26 @@ class Server:
         self.stop()
 
 
-def http_get(port: int, path: str, timeout: float = 30.0) -> tuple[int, bytes]:
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+def http_get(port: int, path: str, timeout: float = 30.0, *, api_key: str | None = None) -> tuple[int, bytes]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        connection.request("GET", path)
+        connection.request("GET", path, headers=auth_headers(api_key))
         response = connection.getresponse()
         return response.status, response.read()
     finally:
         connection.close()
 
 
-def http_post(port: int, path: str, body: bytes, timeout: float = 120.0) -> tuple[int, bytes]:
+def http_post(port: int, path: str, body: bytes, timeout: float = 120.0, *,
+              api_key: str | None = None) -> tuple[int, bytes]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        connection.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+        connection.request("POST", path, body=body,
+                           headers={"Content-Type": "application/json", **auth_headers(api_key)})
         response = connection.getresponse()
         return response.status, response.read()
     finally:
@@ -477,8 +512,12 @@ def write_bodies(path: Path, bodies: Sequence[bytes]) -> None:
 
 def run_load(port: int, path: str, bodies_file: Path, *, clients: int, start: int, count: int,
              events_per_body: int, expect: Sequence[int], server: Server | None = None,
-             max_seconds: float = 0.0, timeout: float = 600.0) -> LoadResult:
-    """Run bench.loadgen in its own process (so its CPU is its own) and collect its figures."""
+             max_seconds: float = 0.0, timeout: float = 600.0, api_key: str | None = None) -> LoadResult:
+    """Run bench.loadgen in its own process (so its CPU is its own) and collect its figures.
+
+    The requests carry ``api_key``, by default the producer key of ``server`` (the load is writes).
+    """
+    api_key = api_key or (server.producer_key if server is not None else None)
     out_file = bodies_file.with_name(f"load-{uuid.uuid4().hex[:8]}.json")
     cmd = [sys.executable, "-m", "bench.loadgen", "--port", str(port), "--path", path,
            "--bodies", str(bodies_file), "--clients", str(clients), "--start", str(start),
@@ -486,8 +525,8 @@ def run_load(port: int, path: str, bodies_file: Path, *, clients: int, start: in
            "--expect", ",".join(str(e) for e in expect), "--max-seconds", str(max_seconds),
            "--out", str(out_file)]
     before = server.cpu_seconds() if server else 0.0
-    proc = subprocess.run(cmd, cwd=ROOT, env=_subprocess_env(), capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(cmd, cwd=ROOT, env=_subprocess_env({API_KEY_ENV: api_key} if api_key else None),
+                          capture_output=True, text=True, timeout=timeout)
     after = server.cpu_seconds() if server else 0.0
     if proc.returncode != 0 or not out_file.exists():
         raise RuntimeError(f"load generator failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")

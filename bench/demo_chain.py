@@ -45,8 +45,8 @@ def make_spec_dir(target: Path) -> Path:
     return target
 
 
-def _event_count(url: str) -> int:
-    with httpx.Client(base_url=url, timeout=60) as client:
+def _event_count(url: str, headers: dict[str, str]) -> int:
+    with httpx.Client(base_url=url, timeout=60, headers=headers) as client:
         total, offset = 0, 0
         while True:
             events = client.get("/api/v1/events/lineage", params={"limit": 10_000, "offset": offset}).json()
@@ -93,7 +93,7 @@ def run_session(label: str, root: Path, spec_dir: Path, dag_ids: list[str], *,
             spooled = len([p for p in spool.rglob("*") if p.is_file()]) if spool.exists() else 0
         else:
             session.lineage.wait_projected()
-            events = _event_count(session.lineage.url)
+            events = _event_count(session.lineage.url, session.lineage.headers())
     finally:
         session.stop()
     return {"startup_s": round(startup_s, 1), "wall_s": round(wall_s, 1), "states": states,

@@ -291,17 +291,18 @@ def node_query(graph: Any, d: int, depth: int) -> str:
 
 
 class Client:
-    """One keep-alive HTTP connection; times request -> last body byte."""
+    """One keep-alive HTTP connection with a reader key; times request -> last body byte."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, api_key: str) -> None:
         self.port = port
+        self.headers = {"Authorization": f"Bearer {api_key}"}
         self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
 
     def get(self, path: str) -> tuple[int, bytes, float]:
         for attempt in range(2):
             t0 = time.perf_counter()
             try:
-                self.connection.request("GET", path)
+                self.connection.request("GET", path, headers=self.headers)
                 response = self.connection.getresponse()
                 body = response.read()
                 return response.status, body, (time.perf_counter() - t0) * 1000.0
@@ -447,7 +448,7 @@ def _server_queries(url: str, graph: Any, picks: list[int], depth: int, figures:
                     tag: str, extra: list[tuple[list[int], int]] = ()) -> tuple[dict[str, Any], ...]:
     """Start the server on ``url``; one cold query, 3 warm-up queries, then the timed ones."""
     with Server(url) as server:
-        client = Client(server.port)
+        client = Client(server.port, server.reader_key)
         try:
             status, body, ms = client.get(node_query(graph, picks[0], depth))
             figures[f"first_query_ms_{tag}"] = round(ms, 1)

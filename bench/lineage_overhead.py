@@ -202,14 +202,17 @@ def spooling(url: str, spool_dir: Path, **extra: Any) -> Any:
     return SpoolingHttpTransport(SpoolingHttpConfig.from_dict(params))
 
 
-def spool_first(url: str, spool_dir: Path, *, fsync: bool) -> Any:
-    return spooling(url, spool_dir, delivery="spool", fsync=fsync)
+def spool_first(url: str, spool_dir: Path, *, fsync: bool, api_key: str | None = None) -> Any:
+    return spooling(url, spool_dir, delivery="spool", fsync=fsync, api_key=api_key)
 
 
-def stock_http(url: str) -> Any:
+def stock_http(url: str, api_key: str | None = None) -> Any:
     from openlineage.client.transport.http import HttpConfig, HttpTransport
 
-    return HttpTransport(HttpConfig.from_dict({"url": url, "endpoint": "api/v1/lineage"}))
+    params: dict[str, Any] = {"url": url, "endpoint": "api/v1/lineage"}
+    if api_key:
+        params["auth"] = {"type": "api_key", "apiKey": api_key}
+    return HttpTransport(HttpConfig.from_dict(params))
 
 
 def closed_port() -> int:
@@ -253,11 +256,11 @@ def check_spool(spool_dir: Path, case: CaseResult) -> int:
     return len(case.sent)
 
 
-def stored_events(url: str) -> Counter[tuple[str, str]]:
-    """(runId, eventType) of every event the service stores, counted."""
+def stored_events(url: str, headers: dict[str, str]) -> Counter[tuple[str, str]]:
+    """(runId, eventType) of every event the service stores, counted (``headers``: a reading key)."""
     counts: Counter[tuple[str, str]] = Counter()
     offset, page_size = 0, 10_000
-    with httpx.Client(base_url=url, timeout=120) as client:
+    with httpx.Client(base_url=url, timeout=120, headers=headers) as client:
         while True:
             page = client.get("/api/v1/events/lineage", params={"limit": page_size, "offset": offset})
             page.raise_for_status()
@@ -289,10 +292,11 @@ def wait_spool_taken(spool_dir: Path, timeout_s: float = DELIVERY_WAIT_S) -> flo
     return time.monotonic() - started
 
 
-def delivery_latency(kinds: list[TaskKind], transport: Any, url: str, tasks: int) -> list[float]:
+def delivery_latency(kinds: list[TaskKind], transport: Any, url: str, tasks: int,
+                     headers: dict[str, str]) -> list[float]:
     """Per task, ms from the COMPLETE emit returning to the run reading COMPLETED from the service."""
     latencies: list[float] = []
-    with httpx.Client(base_url=url, timeout=30) as client:
+    with httpx.Client(base_url=url, timeout=30, headers=headers) as client:
         for i in range(tasks):
             start, complete = task_events(kinds[i % len(kinds)])
             transport.emit(start)
@@ -335,19 +339,22 @@ def run(quick: bool = False) -> dict[str, Any]:
         watched = root / "spool-first"  # the service watches it, as in the chain
         service = LineageService(root / "service", free_port(), spool_dir=watched)
         service.start()
+        # Keys on, as the chain runs: producers send the producer key, checks read with the admin key.
+        producer, reading = service.provision_keys().producer, service.headers()
         try:
             first = run_tasks("ours, spool-first, service up (fsync off)", kinds,
-                              spool_first(service.url, watched, fsync=False), tasks)
+                              spool_first(service.url, watched, fsync=False, api_key=producer), tasks)
             first_sync = run_tasks("ours, spool-first, service up (fsync on)", kinds,
-                                   spool_first(service.url, watched, fsync=True), tasks)
-            up = run_tasks("ours, HTTP direct, service up", kinds, spooling(service.url, root / "spool-up"),
-                           tasks)
+                                   spool_first(service.url, watched, fsync=True, api_key=producer), tasks)
+            up = run_tasks("ours, HTTP direct, service up", kinds,
+                           spooling(service.url, root / "spool-up", api_key=producer), tasks)
             if Spool(root / "spool-up").events():
                 raise AssertionError("service up: some events were spooled instead of sent")
             taken_s = wait_spool_taken(watched)
             log(f"  spool-first: the service's watcher had taken every file {taken_s:.2f} s after the "
                 f"cases ended (bound {DELIVERY_WAIT_S:.0f} s)")
-            stock_up = run_tasks("stock HttpTransport, service up", kinds, stock_http(service.url), tasks)
+            stock_up = run_tasks("stock HttpTransport, service up", kinds, stock_http(service.url, producer),
+                                 tasks)
             closed_url = f"http://127.0.0.1:{closed_port()}"
             down = run_tasks("ours, service down (closed port)", kinds,
                              spooling(closed_url, root / "spool-closed"), tasks)
@@ -359,20 +366,21 @@ def run(quick: bool = False) -> dict[str, Any]:
             # Checks, not timed: each spool holds exactly its events; replayed, each is stored once.
             for case, spool_name in ((down, "spool-closed"), (hang, "spool-hang")):
                 check_spool(root / spool_name, case)
-                replayed = Spool(root / spool_name).replay(service.url)
+                replayed = Spool(root / spool_name).replay(service.url, api_key=producer)
                 log(f"  {case.label}: spool held exactly its {len(case.sent)} events; replay: {replayed}")
                 if Spool(root / spool_name).events():
                     raise AssertionError(f"{case.label}: events left in the spool after replay")
             service.wait_projected(timeout=DELIVERY_WAIT_S)
-            stored = stored_events(service.url)
+            stored = stored_events(service.url, reading)
             for case in (first, first_sync, up, stock_up, down, hang):
                 check_stored_once(stored, case)
             if Spool(watched).rejected():
                 raise AssertionError(f"spool-first: {len(Spool(watched).rejected())} event(s) rejected")
             log(f"  the service stores every event of the spool-first, HTTP-direct, closed-port and hanging "
                 f"cases exactly once ({sum(stored.values())} events in the store)")
-            latency = delivery_latency(kinds, spool_first(service.url, watched, fsync=False), service.url,
-                                       LATENCY_TASKS["quick" if quick else "full"])
+            latency_transport = spool_first(service.url, watched, fsync=False, api_key=producer)
+            latency = delivery_latency(kinds, latency_transport, service.url,
+                                       LATENCY_TASKS["quick" if quick else "full"], reading)
         finally:
             service.stop()
     figures.update({

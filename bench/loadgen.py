@@ -6,6 +6,8 @@ server's (the two still share the machine's cores)::
     python -m bench.loadgen --port P --path /api/v1/lineage --bodies FILE --clients 8 --out result.json
 
 Each of ``--clients`` connections sends the next unsent body, waits for the whole response, and repeats.
+Requests carry the API key in ``CHAINTRACE_BENCH_API_KEY`` (an environment variable, not an argument,
+so that it does not show in ``ps``) as ``Authorization: Bearer``.
 The result file holds request/event counts, wall time, per-request latencies (ms), status counts and
 this process's own CPU seconds.
 """
@@ -15,13 +17,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
 import time
 from pathlib import Path
 
 
-def _requests(path: str, port: int, bodies: list[bytes]) -> list[bytes]:
+def _requests(path: str, port: int, bodies: list[bytes], api_key: str | None = None) -> list[bytes]:
     head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+    if api_key:
+        head += f"Authorization: Bearer {api_key}\r\n"
     return [(head + f"Content-Length: {len(b)}\r\n\r\n").encode() + b for b in bodies]
 
 
@@ -123,7 +128,8 @@ def main() -> None:
     if bodies and not bodies[-1]:
         bodies.pop()
     end = len(bodies) if args.count < 0 else args.start + args.count
-    requests = _requests(args.path, args.port, bodies[args.start:end])
+    requests = _requests(args.path, args.port, bodies[args.start:end],
+                         os.environ.get("CHAINTRACE_BENCH_API_KEY") or None)
     del bodies
     try:
         import uvloop

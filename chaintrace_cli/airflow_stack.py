@@ -40,6 +40,7 @@ class AirflowStack:
     parallelism: int = 3
     extra_env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    api_key: str | None = field(default=None, repr=False)  # producer key of the lineage service
 
     @property
     def base_url(self) -> str:
@@ -56,12 +57,13 @@ class AirflowStack:
     def transport(self) -> dict[str, Any]:
         """Spool-first: a task writes its events to the spool and goes on; the lineage service, on this
         same machine with ``CHAINTRACE_SPOOL_DIR`` on the same folder, watches it and ingests them.
+        The producer key (``api_key``) rides along for a switch to ``delivery: http``.
 
         ``fsync`` off: a spool write costs ~0.2 ms instead of ~10 ms p99, which keeps the per-task
         overhead goal (5 ms); the rename still makes an event outlive a crash of the task, and only a
         crash of the whole machine may lose the last events. Set it to True where that matters more.
         """
-        return {
+        transport: dict[str, Any] = {
             "type": "chaintrace_chain.transport.SpoolingHttpTransport",
             "delivery": "spool",
             "fsync": False,
@@ -69,6 +71,10 @@ class AirflowStack:
             "endpoint": "api/v1/lineage",
             "spool_dir": str(self.spool_dir),
         }
+        if self.api_key:
+            # The OpenLineage HTTP transport's spelling; sent as a Bearer key when delivery is http.
+            transport["auth"] = {"type": "api_key", "apiKey": self.api_key}
+        return transport
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)

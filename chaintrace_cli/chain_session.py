@@ -3,6 +3,7 @@ wait for them. ``chaintrace demo`` and the end-to-end tests both drive it."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -12,12 +13,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
 from chaintrace_cli.airflow_stack import TERMINAL_RUN_STATES, AirflowClient, AirflowError, AirflowStack
+from lineage.settings import LineageSettings
 from lineage.spool_format import list_events
+from lineage.store.db import create_store_engine, migrate
+from lineage.store.keys import authenticate, create_key, split_token
 
 # task id -> state, per dataset; called on every poll so callers can draw progress.
 ProgressCallback = Callable[[str, dict[str, str | None]], None]
@@ -34,21 +38,103 @@ def free_port(preferred: int = 0) -> int:
         return int(sock.getsockname()[1])
 
 
+#: Where a session keeps its keys, under ``<data root>/lineage/`` (mode 0600: the tokens are secrets).
+KEYS_FILE = "demo-keys.json"
+# role -> (key name, clearance) of the keys a session makes.
+_SESSION_KEYS: dict[str, tuple[str, str]] = {
+    "producer": ("demo-producer", "L1"), "admin": ("demo-admin", "L4"),
+}
+
+
+@dataclass(frozen=True)
+class ServiceKeys:
+    """The session's API keys: Airflow writes events with the producer key, people read with the admin key."""
+
+    producer: str = field(repr=False)
+    admin: str = field(repr=False)
+    path: Path
+
+    def headers(self, role: Literal["producer", "admin"] = "admin") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.producer if role == 'producer' else self.admin}"}
+
+
+def _write_private(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as JSON readable by its owner only (created 0600, then renamed into place)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # an older file of looser mode keeps its mode through O_TRUNC
+        os.write(fd, json.dumps(data, indent=2).encode() + b"\n")
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def ensure_service_keys(db_url: str, path: Path) -> ServiceKeys:
+    """The producer and admin keys recorded in ``path`` when the store still honours them, else new ones.
+
+    The store is migrated first (the keys table must exist before the service starts). Reusing the
+    recorded keys keeps a data root's store from gathering a pair of keys per demo run.
+    """
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        saved = {}
+    engine = create_store_engine(db_url)
+    try:
+        migrate(engine)
+        tokens: dict[str, str] = {}
+        for role, (name, clearance) in _SESSION_KEYS.items():
+            entry = saved.get(role) if isinstance(saved, dict) else None
+            token = entry.get("token") if isinstance(entry, dict) else None
+            key = authenticate(engine, token) if isinstance(token, str) else None
+            if key is None or key.role != role:
+                token = create_key(engine, name=name, role=role, clearance=clearance)[1]
+            assert isinstance(token, str)
+            tokens[role] = token
+    finally:
+        engine.dispose()
+    record = {role: {"key_id": (split_token(token) or ("?", ""))[0], "name": _SESSION_KEYS[role][0],
+                     "token": token} for role, token in tokens.items()}
+    _write_private(path, {"note": "API keys of the lineage service; send as Authorization: Bearer <token>",
+                          **record})
+    return ServiceKeys(producer=tokens["producer"], admin=tokens["admin"], path=path)
+
+
 @dataclass
 class LineageService:
-    """The lineage service as its own process (``chaintrace lineage serve``)."""
+    """The lineage service as its own process (``chaintrace lineage serve``), and the keys of its store."""
 
     data_root: Path
     port: int
     spool_dir: Path | None = None
     db_url: str | None = None
     process: subprocess.Popen[bytes] | None = None
+    keys: ServiceKeys | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def store_url(self) -> str:
+        """The store the service process will use (same settings: its environment is this one's)."""
+        if self.db_url:
+            return self.db_url
+        return LineageSettings(data_root=self.data_root).resolved_db_url()
+
+    def provision_keys(self) -> ServiceKeys:
+        """Make sure the store has the session's producer and admin keys (kept in <data root>/lineage/)."""
+        if self.keys is None:
+            self.keys = ensure_service_keys(self.store_url(), self.data_root / "lineage" / KEYS_FILE)
+        return self.keys
+
+    def headers(self, role: Literal["producer", "admin"] = "admin") -> dict[str, str]:
+        """Headers that carry the session's key of ``role`` (admin: reads everything)."""
+        return self.provision_keys().headers(role)
+
     def start(self, timeout: float = 60) -> None:
+        self.provision_keys()
         env = dict(os.environ, CHAINTRACE_DATA_ROOT=str(self.data_root))
         if self.spool_dir is not None:
             env["CHAINTRACE_SPOOL_DIR"] = str(self.spool_dir)
@@ -138,6 +224,9 @@ class ChainSession:
         self.client = self.stack.client()
 
     def start(self, dag_ids: list[str], *, with_lineage: bool = True) -> None:
+        # Airflow's OpenLineage transport carries the producer key (used when it posts over HTTP;
+        # spool-first delivery only writes files), so the key must exist before Airflow starts.
+        self.stack.api_key = self.lineage.provision_keys().producer
         if with_lineage:
             self.lineage.start()
         self.stack.migrate()

@@ -71,6 +71,10 @@ def run_demo(
             "starting the lineage service and Airflow (scheduler, dag-processor, api-server)"
         ):
             session.start(dag_ids)
+        keys = session.lineage.provision_keys()
+        # Shown once; it stays in the keys file (owner-only) for later.
+        console.print(f"[bold]admin API key[/] (reads everything; kept in {keys.path}, mode 0600):")
+        console.print(keys.admin, highlight=False)
         run_id = f"demo__{time.strftime('%Y%m%dT%H%M%S')}"
         runs = session.trigger_all(dag_ids, run_id)
         with Progress(
@@ -94,6 +98,8 @@ def run_demo(
                 url = f"{session.lineage.url}/api/v1/lineage?nodeId={node}"
                 console.print(f"lineage of {summary.dataset}/{product}: {url}")
         console.print(f"lineage API: {session.lineage.url}/docs   Airflow UI: {session.stack.base_url}")
+        console.print("the lineage API needs the key: curl -H \"Authorization: Bearer $(jq -r .admin.token "
+                      f"{keys.path})\" URL", highlight=False)
         failed = [dag for dag, run in final.items() if run["state"] != "success"]
         if once:
             return 1 if failed else 0

@@ -21,6 +21,11 @@ Airflow runs each task in a process of its own: one task finding the service dow
 the timeout. Events the service refuses as invalid (400, 413, 415, 422) are logged with the service's
 message and kept in ``rejected/``. ``emit`` never raises.
 
+The service takes events from producer keys only: give the key as ``auth`` (``{"type": "api_key",
+"apiKey": ...}``, the HTTP transport's spelling) or ``api_key``; it goes as ``Authorization: Bearer``
+and is never logged. A missing or wrong key (401, 403) spools the event and opens the circuit like an
+outage, so nothing is lost while the key is fixed. Spool-first delivery sends nothing and needs no key.
+
 Replay is not done here (tasks stay fast): ``chaintrace lineage replay-spool`` delivers the spool, and
 so does the service itself (on start, then every ``spool_poll_ms``) when its ``CHAINTRACE_SPOOL_DIR``
 names the same folder.
@@ -28,7 +33,7 @@ names the same folder.
 Configure it by dotted path, e.g. Airflow ``[openlineage] transport``::
 
     {"type": "chaintrace_chain.transport.SpoolingHttpTransport", "url": "http://127.0.0.1:5000",
-     "spool_dir": "/data/lineage-spool"}
+     "spool_dir": "/data/lineage-spool", "auth": {"type": "api_key", "apiKey": "ct_..."}}
     {"type": "chaintrace_chain.transport.SpoolingHttpTransport", "delivery": "spool",
      "spool_dir": "/data/lineage-spool", "fsync": false}
 """

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Literal
 
 import pytest
 import uvicorn
@@ -15,12 +16,18 @@ from lineage.context import LineageContext
 
 
 @pytest.fixture
-def start_lineage_service() -> Iterator[Callable[[LineageContext], str]]:
-    """``start(context) -> base URL``: the real app around ``context`` under uvicorn on a free port, in a
-    thread (as chaintrace_cli.demo runs it). Every service started is stopped when the test ends."""
+def start_lineage_service() -> Iterator[Callable[..., str]]:
+    """``start(context, auth="off") -> base URL``: the real app around ``context`` under uvicorn on a free
+    port, in a thread (as chaintrace_cli.demo runs it). Every service started is stopped when the test ends.
+
+    API keys are off unless ``auth="keys"``: the tests using this fixture are about delivery (the spool,
+    the circuit, replay), not access; keys on these paths are tested by test_transport_auth.py (the
+    transport and replay with and without a producer key) and tests/lineage/api/test_auth_matrix.py.
+    """
     running: list[tuple[uvicorn.Server, threading.Thread]] = []
 
-    def start(context: LineageContext) -> str:
+    def start(context: LineageContext, *, auth: Literal["keys", "off"] = "off") -> str:
+        context.settings.auth = auth
         server = uvicorn.Server(
             uvicorn.Config(
                 create_app(context), host="127.0.0.1", port=0, log_level="warning", access_log=False

@@ -68,7 +68,9 @@ class ChainEnv:
 
     @property
     def lineage(self) -> httpx.Client:
-        return httpx.Client(base_url=self.session.lineage.url, timeout=60)
+        """A client of the lineage service with the session's admin key (reads everything)."""
+        lineage = self.session.lineage
+        return httpx.Client(base_url=lineage.url, timeout=60, headers=lineage.headers())
 
     def run(self, label: str, dag_ids: list[str], timeout: float = 1500) -> dict[str, str]:
         run_id = f"e2e_{label}"

@@ -6,6 +6,10 @@ the ``it`` fixture (an :class:`IntegrationKit`), servers through ``server_factor
 A server is a subprocess started with ``.venv/bin/chaintrace lineage serve --db URL --port P`` in a
 scratch folder (so no ``.env`` of the repository leaks in), its stdout+stderr go to a log file, and the
 log is attached to the report of a test that fails (section "chaintrace server log").
+
+API keys are on (the default): before a server starts, an admin key is made in its store, and the
+connections the server hands out (``server.connection()``, ``server.post``) send it; ask for
+``server.connection(api_key=None)`` (or another token) to call it as someone else.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ from sqlalchemy import Engine, create_engine, text
 
 from lineage.context import LineageContext
 from lineage.settings import LineageSettings
-from lineage.store.db import create_store_engine
+from lineage.store.db import create_store_engine, migrate
+from lineage.store.keys import create_key
 
 REPO = Path(__file__).resolve().parents[3]
 _BIN = Path(sys.executable).parent
@@ -173,8 +178,8 @@ def http_post(
     return Reply(response.status, data, {k.lower(): v for k, v in response.getheaders()})
 
 
-def http_get(conn: http.client.HTTPConnection, path: str) -> Reply:
-    conn.request("GET", path)
+def http_get(conn: http.client.HTTPConnection, path: str, headers: dict[str, str] | None = None) -> Reply:
+    conn.request("GET", path, headers=headers or {})
     response = conn.getresponse()
     return Reply(response.status, response.read(), {k.lower(): v for k, v in response.getheaders()})
 
@@ -194,8 +199,34 @@ def subprocess_env(workdir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+class KeyedConnection(http.client.HTTPConnection):
+    """An HTTP connection that sends an API key with every request."""
+
+    def __init__(self, host: str, port: int, *, api_key: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self.api_key = api_key
+
+    def putrequest(self, method: str, url: str, skip_host: bool = False,
+                   skip_accept_encoding: bool = False) -> None:
+        super().putrequest(method, url, skip_host=skip_host, skip_accept_encoding=skip_accept_encoding)
+        self.putheader("Authorization", f"Bearer {self.api_key}")
+
+
+def admin_key(db_url: str, name: str = "integration-admin") -> str:
+    """A fresh admin key in the store at ``db_url`` (migrated first, as ``serve`` would)."""
+    engine = create_store_engine(db_url)
+    try:
+        migrate(engine)
+        return create_key(engine, name=name, role="admin", clearance="L4")[1]
+    finally:
+        engine.dispose()
+
+
+_DEFAULT_KEY: Any = object()  # connection(): "the server's own key"
+
+
 class Server:
-    """One ``chaintrace lineage serve`` process."""
+    """One ``chaintrace lineage serve`` process, and the admin key its connections send."""
 
     def __init__(self, db_url: str, workdir: Path, log: Path, env: dict[str, str]) -> None:
         self.db_url = db_url
@@ -204,6 +235,7 @@ class Server:
         self.env = env
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
+        self.api_key = admin_key(db_url)
 
     @property
     def base(self) -> str:
@@ -273,8 +305,13 @@ class Server:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def connection(self, timeout: float = 120.0) -> http.client.HTTPConnection:
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+    def connection(self, timeout: float = 120.0, *, api_key: str | None = _DEFAULT_KEY
+                   ) -> http.client.HTTPConnection:
+        """A connection that sends the server's admin key (``api_key``: another one; None: no key)."""
+        key = self.api_key if api_key is _DEFAULT_KEY else api_key
+        if key is None:
+            return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        return KeyedConnection("127.0.0.1", self.port, api_key=key, timeout=timeout)
 
     def post(self, path: str, body: bytes, headers: dict[str, str] | None = None, **kw: Any) -> Reply:
         conn = self.connection()
@@ -495,19 +532,25 @@ class IntegrationKit:
             ).scalar()
         return None if value is None else str(value)
 
-    def cli(self, *args: str, timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
-        """``chaintrace lineage ARGS`` as a subprocess; fails the test on a non-zero exit."""
+    def cli(
+        self, *args: str, timeout: float = 300.0, group: str = "lineage"
+    ) -> subprocess.CompletedProcess[str]:
+        """``chaintrace GROUP ARGS`` (GROUP: lineage) as a subprocess; fails the test on a non-zero exit."""
         workdir = self.tmp_path / "cli"
         workdir.mkdir(parents=True, exist_ok=True)
         proc = subprocess.run(
-            [str(CHAINTRACE), "lineage", *args], cwd=workdir, env=subprocess_env(workdir),
+            [str(CHAINTRACE), group, *args], cwd=workdir, env=subprocess_env(workdir),
             capture_output=True, text=True, timeout=timeout, check=False,
         )
         assert proc.returncode == 0, (
-            f"chaintrace lineage {' '.join(args)} exited {proc.returncode}\n"
+            f"chaintrace {group} {' '.join(args)} exited {proc.returncode}\n"
             f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
         )
         return proc
+
+    def cli_keys(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``chaintrace keys ARGS`` as a subprocess; fails the test on a non-zero exit."""
+        return self.cli(*args, group="keys")
 
     def close(self) -> None:
         for ctx in self._contexts:
