@@ -54,7 +54,7 @@ class LineageContext:
         engine = create_store_engine(settings.resolved_db_url())
         if run_migrations:
             migrate(engine)
-        validator = EventValidator.from_spec_dir(settings.spec_dir)
+        validator = EventValidator.from_spec_dir(settings.ol_schema_dir)
         ingest = IngestService(engine, validator, commit_batch_max=settings.commit_batch_max,
                                projector_process=settings.projector_process)
         graph = GraphService(engine)
@@ -67,7 +67,7 @@ class LineageContext:
         return cls(
             settings, engine, validator, ingest, ReadService(engine), graph, WalCheckpointer(engine),
             policy=policy, access=AccessService(engine, settings), classification=classification,
-            audit=audit, products=ProductService(engine),
+            audit=audit, products=ProductService(engine, settings, policy, classification, audit, ingest),
         )
 
     def start(self) -> None:
@@ -76,6 +76,9 @@ class LineageContext:
         if recovered:
             log.info("projected %d events left unprojected by a previous run", recovered)
         self.ingest.writer.start()
+        # Levels and audit rows of what a previous process stored are derived in the background.
+        self.classification.start()
+        self.audit.start()
         self.checkpointer.start()
 
     def warm_in_background(self) -> None:
@@ -160,6 +163,8 @@ class LineageContext:
 
     def close(self) -> None:
         self._closing.set()
+        self.audit.close()
+        self.classification.close()
         if self.spool_thread is not None:
             # The watcher wakes at once; a batch in flight finishes (its files are deleted only after
             # the commit), then it stops.

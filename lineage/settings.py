@@ -31,7 +31,9 @@ class LineageSettings(BaseSettings):
     projector_process: bool = Field(
         default=True, description="Project events into the graph in a second process (file stores only)."
     )
-    spec_dir: Path | None = Field(default=None, description="OpenLineage JSON Schema folder (vendored copy).")
+    ol_schema_dir: Path | None = Field(
+        default=None, description="OpenLineage JSON Schema folder (default: the vendored 2-0-2 copy)."
+    )
     spool_dir: Path | None = Field(
         default=None,
         description="Spool folder of producers' events (spool-first delivery, or what they could not send); "

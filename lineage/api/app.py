@@ -17,7 +17,7 @@ from lineage.api import (
     routes_products,
     routes_read,
 )
-from lineage.api.auth import AuthLayer
+from lineage.api.auth import AuthLayer, install_openapi_security
 from lineage.api.errors import install_error_handlers, json_response
 from lineage.api.paths import EncodedSlashMiddleware
 from lineage.api.routes_ingest import ASGIApp, Receive, Scope, Send
@@ -87,6 +87,8 @@ def create_app(context: LineageContext | None = None, settings: LineageSettings 
         return json_response({"status": "ok", "acknowledged": writer.acknowledged,
                               "projected": writer.projected})
 
+    # The API description says which routes need a key and which permission (worked out on first use).
+    install_openapi_security(app)
     return app
 
 

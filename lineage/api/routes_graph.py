@@ -1,14 +1,22 @@
-"""GET /api/v1/lineage and /api/v1/column-lineage (Marquez's lineage graph read API)."""
+"""GET /api/v1/lineage and /api/v1/column-lineage (Marquez's lineage graph read API).
+
+Callers cleared for L4 get the graph's cached bytes as they are. For anyone else the graph is redacted
+(:mod:`lineage.governance.redaction`): withheld datasets and columns stay in the graph as placeholder
+nodes, so it keeps its node and edge counts; a placeholder ``nodeId`` may be used to start from.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from lineage.api.auth import requires
 from lineage.api.errors import ApiError
+from lineage.api.routes_read import clearance_view, redacted
 from lineage.context import LineageContext
 from lineage.service.graph import MAX_DEPTH, BadNodeId, Direction, GraphService, NodeNotFound
 
@@ -34,8 +42,16 @@ def _graph(request: Request) -> GraphService:
     return context.graph
 
 
-def _json(body: bytes) -> Response:
-    return Response(body, media_type="application/json")
+def _json(request: Request, produce: Callable[[str], bytes], node_id: str) -> Response:
+    view = clearance_view(request)
+    try:
+        if view is None:
+            return Response(produce(node_id), media_type="application/json")
+        return redacted(view, orjson.loads(produce(view.resolve_node_id(node_id))))
+    except BadNodeId as exc:
+        raise ApiError(400, str(exc)) from exc
+    except NodeNotFound as exc:
+        raise ApiError(404, str(exc)) from exc
 
 
 @router.get(
@@ -57,12 +73,7 @@ def get_lineage(
     depth: Annotated[int, Query(ge=0, le=MAX_DEPTH, description="Job hops to follow")] = 20,
     direction: Annotated[Direction, Query(description="both | upstream | downstream")] = "both",
 ) -> Response:
-    try:
-        return _json(_graph(request).lineage(node_id, depth, direction))
-    except BadNodeId as exc:
-        raise ApiError(400, str(exc)) from exc
-    except NodeNotFound as exc:
-        raise ApiError(404, str(exc)) from exc
+    return _json(request, lambda start: _graph(request).lineage(start, depth, direction), node_id)
 
 
 @router.get(
@@ -84,9 +95,5 @@ def get_column_lineage(
     depth: Annotated[int, Query(ge=0, le=MAX_DEPTH, description="Field hops to follow")] = 10,
     with_downstream: Annotated[bool, Query(alias="withDownstream")] = False,
 ) -> Response:
-    try:
-        return _json(_graph(request).column_lineage(node_id, depth, with_downstream))
-    except BadNodeId as exc:
-        raise ApiError(400, str(exc)) from exc
-    except NodeNotFound as exc:
-        raise ApiError(404, str(exc)) from exc
+    graph = _graph(request)
+    return _json(request, lambda start: graph.column_lineage(start, depth, with_downstream), node_id)

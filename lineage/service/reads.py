@@ -7,7 +7,7 @@ namespaces, datasets, jobs, runs and sources raise :class:`NotFoundError` (the r
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -24,6 +24,7 @@ from sqlalchemy import (
 )
 
 from lineage.store import nodes
+from lineage.store import read_queries as q
 from lineage.store import schema as s
 from lineage.store.event_facets import load_run_facets
 from lineage.store.projector import run_key
@@ -36,6 +37,9 @@ _PLUS_AS_SPACE = re.compile(r" (\d{2}(?::?\d{2})?)$")
 #: future-dated events; the end of time hides nothing.
 EVENTS_AFTER = "1970-01-01T00:00:00.000000Z"
 EVENTS_BEFORE = "9999-12-31T23:59:59.999999Z"
+
+
+DatasetKey = tuple[str, str]
 
 
 class NotFoundError(LookupError):
@@ -85,21 +89,33 @@ def _name_matches(connection: Connection, col: Any, pattern: str) -> ColumnEleme
     return result
 
 
-def search_nodes(
-    connection: Connection, query: str, *, kind: str | None, sort: str, limit: int, offset: int
-) -> tuple[list[dict[str, Any]], int]:
-    """Datasets and jobs whose name contains ``query`` (Marquez's ``ILIKE '%' || q || '%'``)."""
+def _search_pattern(query: str) -> str:
     # The backslash is our LIKE escape character: a literal one in the query must stay literal.
-    pattern = "%" + query.replace("\\", "\\\\") + "%"
+    return "%" + query.replace("\\", "\\\\") + "%"
+
+
+def _keys_in(connection: Connection, table: Any, keys: Sequence[DatasetKey]) -> list[ColumnElement[bool]]:
+    """One ``(namespace, name) IN (...)`` per chunk of ``keys``."""
+    return [q.key_in(connection, [table.c.namespace, table.c.name], chunk) for chunk in q.chunked(keys)]
+
+
+def search_nodes(
+    connection: Connection, query: str, *, kind: str | None, sort: str, limit: int, offset: int,
+    exclude: Sequence[DatasetKey] = (),
+) -> tuple[list[dict[str, Any]], int]:
+    """Datasets and jobs whose name contains ``query`` (Marquez's ``ILIKE '%' || q || '%'``);
+    datasets in ``exclude`` (withheld from the caller) are left out before paging."""
+    pattern = _search_pattern(query)
     parts: list[Select[Any]] = []
     for node_type, table in (("DATASET", s.datasets), ("JOB", s.jobs)):
         if kind in (None, node_type):
-            parts.append(
-                select(
-                    literal_column(f"'{node_type}'", String).label("type"),
-                    table.c.name, table.c.updated_at, table.c.namespace,
-                ).where(_name_matches(connection, table.c.name, pattern))
-            )
+            stmt = select(
+                literal_column(f"'{node_type}'", String).label("type"),
+                table.c.name, table.c.updated_at, table.c.namespace,
+            ).where(_name_matches(connection, table.c.name, pattern))
+            if node_type == "DATASET" and exclude:
+                stmt = stmt.where(*(~cond for cond in _keys_in(connection, table, exclude)))
+            parts.append(stmt)
     found = (union_all(*parts) if len(parts) > 1 else parts[0]).subquery("found")
     order: tuple[Any, ...]
     if sort == "updated_at":
@@ -298,11 +314,23 @@ class ReadService:
     # -- search, tags, sources ----------------------------------------------------------------------
 
     def search(
-        self, query: str, *, kind: str | None, sort: str, limit: int, offset: int
+        self, query: str, *, kind: str | None, sort: str, limit: int, offset: int,
+        exclude: Sequence[DatasetKey] = (),
     ) -> dict[str, Any]:
         with self.engine.connect() as c:
-            results, total = search_nodes(c, query, kind=kind, sort=sort, limit=limit, offset=offset)
+            results, total = search_nodes(c, query, kind=kind, sort=sort, limit=limit, offset=offset,
+                                          exclude=exclude)
         return {"totalCount": total, "results": results}
+
+    def search_matches(self, query: str, keys: Sequence[DatasetKey]) -> list[DatasetKey]:
+        """Which datasets of ``keys`` a search for ``query`` would find (to say how many were withheld)."""
+        d, pattern = s.datasets, _search_pattern(query)
+        found: list[DatasetKey] = []
+        with self.engine.connect() as c:
+            for cond in _keys_in(c, d, keys):
+                stmt = select(d.c.namespace, d.c.name).where(_name_matches(c, d.c.name, pattern), cond)
+                found.extend((ns, name) for ns, name in c.execute(stmt))
+        return found
 
     def list_tags(self, limit: int, offset: int) -> dict[str, Any]:
         t = s.tags
