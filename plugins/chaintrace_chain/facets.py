@@ -1,8 +1,8 @@
 """OpenLineage datasets and facets for the chain's stages, built from stage reports.
 
 Standard facets (schema, dataSource, columnLineage, tags, lifecycleStateChange, version) come from
-openlineage-python; our custom facets (``purpose``, ``sourceProvenance``, ``stageCounts``) carry their
-own JSON Schema (``schemas/``) through ``_schemaURL``.
+openlineage-python; our custom facets (``purpose``, ``sourceProvenance``, ``stageCounts``,
+``disclosureControl``, ``governance``) carry their own JSON Schema (``schemas/``) through ``_schemaURL``.
 """
 
 from __future__ import annotations
@@ -42,10 +42,40 @@ class PurposeDatasetFacet(DatasetFacet):
     allowedLevel: str
     jurisdictions: list[str] = attr.field(factory=list)
     minCellRows: int | None = attr.field(default=None)
+    product: str | None = attr.field(default=None)  # the product's name (unique across datasets)
 
     @staticmethod
     def _get_schema() -> str:
         return f"{FACET_SCHEMA_BASE}/PurposeDatasetFacet.json#/$defs/PurposeDatasetFacet"
+
+
+@attr.define
+class DisclosureControlDatasetFacet(DatasetFacet):
+    """Small-cell suppression of an aggregate, measured on the data as written. The dataset is k-safe
+    (edges into it lower levels) when rows == 0 or minRowsPerCell >= the policy's k."""
+
+    k: int  # the threshold applied: cells under it were suppressed
+    countColumn: str  # the column holding the rows behind each cell
+    rows: int  # cells published
+    suppressedCells: int
+    minRowsPerCell: int | None = attr.field(default=None)  # None when rows == 0
+
+    @staticmethod
+    def _get_schema() -> str:
+        return f"{FACET_SCHEMA_BASE}/DisclosureControlDatasetFacet.json#/$defs/DisclosureControlDatasetFacet"
+
+
+@attr.define
+class GovernanceRunFacet(RunFacet):
+    """The governance decisions a stage or gate made (levels assigned, publications, violations)."""
+
+    policyVersion: int
+    k: int
+    decisions: list[dict[str, Any]]
+
+    @staticmethod
+    def _get_schema() -> str:
+        return f"{FACET_SCHEMA_BASE}/GovernanceRunFacet.json#/$defs/GovernanceRunFacet"
 
 
 @attr.define
@@ -189,6 +219,8 @@ def output_dataset(
         facets["schema"] = schema_facet(table.columns)
     if table.levels:
         facets["tags"] = tags_facet(table.levels)
+    if table.disclosure is not None:
+        facets["disclosureControl"] = disclosure_facet(table.disclosure)
     inputs_by_table = {item.table: item for item in report.inputs}
     if report.stage == "collect" and table.source.get("sha256"):
         facets["sourceProvenance"] = _source_facets(table)["sourceProvenance"]
@@ -209,6 +241,26 @@ def purpose_facet(product: ProductSpec) -> PurposeDatasetFacet:
         allowedLevel=product.allowed_level,
         jurisdictions=list(product.jurisdictions),
         minCellRows=product.min_cell_rows,
+        product=product.name,
+    )
+
+
+def disclosure_facet(measured: dict[str, Any]) -> DisclosureControlDatasetFacet:
+    return DisclosureControlDatasetFacet(
+        k=int(measured["k"]),
+        countColumn=str(measured["countColumn"]),
+        rows=int(measured["rows"]),
+        suppressedCells=int(measured["suppressedCells"]),
+        minRowsPerCell=None if measured.get("minRowsPerCell") is None else int(measured["minRowsPerCell"]),
+    )
+
+
+def governance_facet(record: dict[str, Any] | None) -> GovernanceRunFacet | None:
+    """The ``governance`` run facet of a report's record; None when it made no decision."""
+    if not record or not record.get("decisions"):
+        return None
+    return GovernanceRunFacet(
+        policyVersion=int(record["policyVersion"]), k=int(record["k"]), decisions=list(record["decisions"])
     )
 
 

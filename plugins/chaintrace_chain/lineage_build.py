@@ -28,11 +28,11 @@ def _inputs_of(report: StageReport) -> list[InputDataset]:
 def stage_lineage(spec: DatasetSpec, report: StageReport, zones: Zones) -> OperatorLineage:
     """A completed stage: what it read, what it wrote (schema, tags, column lineage), its counts."""
     outputs = [facets.output_dataset(item, report, data_root=str(zones.root)) for item in report.outputs]
-    return OperatorLineage(
-        inputs=_inputs_of(report),
-        outputs=outputs,
-        run_facets={"stageCounts": facets.stage_counts_facet(report)},
-    )
+    run_facets: dict[str, Any] = {"stageCounts": facets.stage_counts_facet(report)}
+    governance = facets.governance_facet(report.governance)
+    if governance is not None:  # store: the levels assigned; any stage: violations of THE RULE
+        run_facets["governance"] = governance
+    return OperatorLineage(inputs=_inputs_of(report), outputs=outputs, run_facets=run_facets)
 
 
 def stage_failure_lineage(spec: DatasetSpec, stage: str, run: str, zones: Zones) -> OperatorLineage:
@@ -87,6 +87,8 @@ def _published_dataset(
     }
     if staged.levels:
         dataset_facets["tags"] = facets.tags_facet(staged.levels)
+    if staged.disclosure is not None:
+        dataset_facets["disclosureControl"] = facets.disclosure_facet(staged.disclosure)
     product = facets.product_of(spec, staged.table)
     if product is not None:
         dataset_facets["purpose"] = facets.purpose_facet(product)
@@ -96,7 +98,7 @@ def _published_dataset(
 def gate_lineage(spec: DatasetSpec, stage: str, run: str, zones: Zones) -> OperatorLineage:
     """A gate's run: the stage outputs it validated carry ``dataQualityAssertions`` and
     ``dataQualityMetrics``; a refused batch shows up as moved to quarantine, a passed serve gate as
-    the products it published."""
+    the products it published; the serve gate's governance decisions ride in the ``governance`` facet."""
     from chaintrace_chain.gate_facets import assertions_facet, metrics_facet
 
     report = load_report(zones, spec.name, run, stage)
@@ -118,4 +120,8 @@ def gate_lineage(spec: DatasetSpec, stage: str, run: str, zones: Zones) -> Opera
         for table, path in gate.published.items():
             if table in by_table:
                 outputs.append(_published_dataset(spec, by_table[table], path, run, zones))
-    return OperatorLineage(inputs=inputs, outputs=outputs)
+    run_facets: dict[str, Any] = {}
+    governance = facets.governance_facet(gate.governance if gate is not None else None)
+    if governance is not None:
+        run_facets["governance"] = governance
+    return OperatorLineage(inputs=inputs, outputs=outputs, run_facets=run_facets)

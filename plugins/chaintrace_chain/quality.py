@@ -1,8 +1,14 @@
 """The gate step of every stage: validate the stage's output with its GX suite, then either pass it
 on (the serve gate publishes the products) or quarantine the batch and stop the chain.
 
+The serve gate also applies the governance rules to every product, on the files as written (see
+:func:`chaintrace_chain.governance.check_product`): levels at or below the product's allowed level,
+no cell under k rows, no flow of sensitive data outside the policy's jurisdictions. One refused
+product refuses the batch: nothing of it is published. These rules hold even with the GX gates
+switched off (``CHAINTRACE_GATES_ENABLED=false`` only skips the quality suites).
+
 The gate report (``<root>/reports/<dataset>/run=<run>/<stage>.gate.json``) keeps the full result, what
-was quarantined and what was published, for lineage and for the quality reports.
+was quarantined and what was published, and the governance decisions, for lineage and the reports.
 """
 
 from __future__ import annotations
@@ -12,18 +18,28 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chaintrace_chain.stages import StageReport, load_report, read_table
-from chaintrace_chain.zones import atomic_copy, atomic_write_bytes
+from chaintrace_chain.governance import (
+    ProductVerdict,
+    chain_policy,
+    check_product,
+    governance_record,
+    publish_decisions,
+)
+from chaintrace_chain.stages import StageReport, field_sources, load_report, read_table
+from chaintrace_chain.zones import atomic_copy, atomic_write_bytes, move_to_quarantine
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from chaintrace_chain.gate_facets import GateResult
     from chaintrace_chain.spec import DatasetSpec
     from chaintrace_chain.zones import Zones
+    from lineage.governance.policy import GovernancePolicy
 
 
 class GateFailed(RuntimeError):
-    """The stage's output broke its suite; the batch is quarantined. The message lists what failed."""
+    """The stage's output broke its suite or (serve) the governance rules; the batch is quarantined.
+    The message lists what failed."""
 
 
 @dataclass
@@ -37,6 +53,8 @@ class GateReport:
     quarantined: list[str] = field(default_factory=list)
     published: dict[str, str] = field(default_factory=dict)  # product -> published file
     error: str | None = None
+    refused: dict[str, str] = field(default_factory=dict)  # serve: product -> why governance refused it
+    governance: dict[str, Any] | None = None  # serve: {"policyVersion", "k", "decisions"}
 
     def summary(self) -> dict[str, Any]:
         failed = [a for a in (self.result or {}).get("assertions", []) if not a.get("success")]
@@ -52,6 +70,7 @@ class GateReport:
             "failed": names,
             "quarantined": self.quarantined,
             "published": self.published,
+            "refused": self.refused,
         }
 
 
@@ -93,38 +112,125 @@ def _publish(spec: DatasetSpec, report: StageReport, zones: Zones) -> dict[str, 
     return published
 
 
+def check_products(
+    spec: DatasetSpec,
+    report: StageReport,
+    zones: Zones,
+    policy: GovernancePolicy,
+    frames: dict[str, pd.DataFrame] | None = None,
+) -> list[ProductVerdict]:
+    """The governance verdict on every staged product (and on any staged table no product declares)."""
+    from chaintrace_chain.facets import dataset_id
+
+    staged = {item.table: item for item in report.outputs}
+    input_levels = {item.table: item.levels for item in report.inputs}
+    verdicts: list[ProductVerdict] = []
+    for product in spec.products:
+        dataset = dataset_id(str(zones.published(spec.name, product.name)))
+        item = staged.get(product.name)
+        frame = None
+        if item is not None:
+            frame = frames[item.table] if frames and item.table in frames else read_table(item.file)
+        verdicts.append(
+            check_product(
+                product,
+                dataset,
+                frame,
+                {column: field_sources(item, column) for column in item.lineage} if item else {},
+                item.declared if item else {},
+                input_levels,
+                policy,
+                suppressed=int(report.counts.get(f"{product.name}.suppressed_cells", 0)),
+            )
+        )
+    declared = {product.name for product in spec.products}
+    for table in staged:
+        if table not in declared:
+            unknown = ProductVerdict(table, dataset_id(str(zones.published(spec.name, table))))
+            unknown.problems.append("the serve stage wrote it but the dataset spec declares no such product")
+            verdicts.append(unknown)
+    return verdicts
+
+
+def _quarantine(
+    spec: DatasetSpec,
+    stage: str,
+    run: str,
+    report: StageReport,
+    zones: Zones,
+    result: GateResult | None,
+    refused: dict[str, str],
+) -> Path:
+    """Move the batch aside; ``reason.json`` says which expectations failed and which products the
+    governance rules refused, and why."""
+    from chaintrace_chain.gates import quarantine
+
+    partitions = _partitions(report)
+    if result is not None and not result.success:
+        folder = quarantine(result, partitions, zones=zones)
+        reason = json.loads((folder / "reason.json").read_text())
+    else:
+        folder = zones.quarantine(spec.name, stage, run)
+        existing = [path for path in partitions if path.exists()]
+        moved = move_to_quarantine(existing, folder)
+        reason = {
+            "dataset": spec.name,
+            "stage": stage,
+            "run": run,
+            "partitions": [{"from": str(a), "to": str(b)} for a, b in zip(existing, moved, strict=True)],
+        }
+    if refused:
+        reason["governance_refused"] = refused
+    atomic_write_bytes(folder / "reason.json", json.dumps(reason, indent=2, sort_keys=True).encode() + b"\n")
+    return folder
+
+
 def gate_stage(spec: DatasetSpec, stage: str, *, zones: Zones, run: str, enabled: bool = True) -> GateReport:
     """Validate the stage's output; ``enabled=False`` (``CHAINTRACE_GATES_ENABLED=false``, for the
-    benchmark that measures what the gates cost) passes every batch unchecked and still publishes."""
-    from chaintrace_chain.gates import GateResult, quarantine, run_gate
+    benchmark that measures what the gates cost) passes every batch unchecked by the quality suites;
+    the serve stage's governance rules still apply."""
+    from chaintrace_chain.gates import run_gate
 
     report = load_report(zones, spec.name, run, stage)
-    if not enabled:
-        gate = GateReport(dataset=spec.name, stage=stage, run=run, success=True, table=None, result=None)
-        if stage == "serve":
-            gate.published = _publish(spec, report, zones)
-        atomic_write_bytes(_gate_report_path(zones, spec.name, run, stage), json.dumps(asdict(gate)).encode())
-        return gate
-    frames = _frames(spec, report)
-    result: GateResult = run_gate(spec.name, stage, frames, run_key=run, zones=zones)
-    result_dict = result.to_dict()
+    result: GateResult | None = None
+    frames: dict[str, pd.DataFrame] | None = None
+    if enabled:
+        frames = _frames(spec, report)
+        result = run_gate(spec.name, stage, frames, run_key=run, zones=zones)
     gate = GateReport(
         dataset=spec.name,
         stage=stage,
         run=run,
-        success=bool(result.success),
-        table=result.table,
-        result=result_dict,
+        success=result is None or bool(result.success),
+        table=result.table if result else None,
+        result=result.to_dict() if result else None,
     )
-    if not result.success:
-        folder = quarantine(result, _partitions(report), zones=zones)
+    failed = gate.summary()["failed"] if result is not None and not result.success else []
+    if stage == "serve":
+        policy = chain_policy()
+        verdicts = check_products(spec, report, zones, policy, frames)
+        gate.refused = {v.product: "; ".join(v.problems) for v in verdicts if v.problems}
+        batch_refused = None
+        if failed:
+            batch_refused = f"the serve batch failed its quality suite ({', '.join(failed)})"
+        elif gate.refused:
+            batch_refused = f"the serve batch was refused (products {', '.join(sorted(gate.refused))})"
+        gate.governance = governance_record(policy, publish_decisions(verdicts, batch_refused=batch_refused))
+        gate.success = gate.success and not gate.refused
+    if not gate.success:
+        folder = _quarantine(spec, stage, run, report, zones, result, gate.refused)
         gate.quarantined = [str(folder)]
         atomic_write_bytes(_gate_report_path(zones, spec.name, run, stage), json.dumps(asdict(gate)).encode())
-        failed = gate.summary()["failed"]
-        raise GateFailed(
-            f"{spec.name}/{stage}: gate {result.suite} failed {len(failed)} expectation(s): "
-            f"{', '.join(failed)}; batch quarantined in {gate.quarantined}"
-        )
+        why = []
+        if failed:
+            suite = result.suite if result else f"{spec.name}__{stage}"
+            why.append(f"gate {suite} failed {len(failed)} expectation(s): {', '.join(failed)}")
+        if gate.refused:
+            why.append(
+                "governance refused "
+                + "; ".join(f"product {name}: {reason}" for name, reason in sorted(gate.refused.items()))
+            )
+        raise GateFailed(f"{spec.name}/{stage}: {'; '.join(why)}; batch quarantined in {gate.quarantined}")
     if stage == "serve":
         gate.published = _publish(spec, report, zones)
     atomic_write_bytes(_gate_report_path(zones, spec.name, run, stage), json.dumps(asdict(gate)).encode())

@@ -11,10 +11,11 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_POLICY_FILE = Path(__file__).resolve().with_name("policy") / "governance.yaml"
 
 
 class ChainSettings(BaseSettings):
-    """Where the chain keeps its data and finds its quality suites."""
+    """Where the chain keeps its data, finds its quality suites and its governance policy."""
 
     model_config = SettingsConfigDict(env_prefix="CHAINTRACE_", env_file=".env", extra="ignore")
 
@@ -27,6 +28,10 @@ class ChainSettings(BaseSettings):
     )
     gates_enabled: bool = Field(
         default=True, description="Run the GX gates (off only to measure what they cost: nothing is checked)."
+    )
+    policy_file: Path = Field(
+        default=DEFAULT_POLICY_FILE,
+        description="Governance policy (level rules, k, jurisdictions); default: the one shipped in git.",
     )
     http_timeout_s: float = Field(default=30.0, description="Collect: per-request timeout.")
     http_retries: int = Field(default=3, description="Collect: attempts after the first failure.")

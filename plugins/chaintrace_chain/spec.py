@@ -1,23 +1,32 @@
 """Declarative dataset specs: one YAML file per public dataset in ``specs/``.
 
 A spec names the sources (where collect fetches them, their licence and format), the typed schema of
-every table the store stage writes (with each column's classification level L1..L4), and the data
-products the serve stage publishes (audience, allowed level, purposes, small-cell threshold). Adding a
-dataset means a spec, its suites and its transforms module, nothing else.
+every table the store stage writes, and the data products the serve stage publishes (audience, allowed
+level, purposes, small-cell threshold). Adding a dataset means a spec, its suites and its transforms
+module, nothing else.
+
+Classification levels (L1..L4) come from the governance policy (``policy/governance.yaml``: rules by
+column name and type); a spec only states where it knows better: ``level`` on a column overrides the
+policy for that column, ``default_level`` on a table replaces the policy's default level for the
+columns no rule matches (a table copied from already-published open data). See ``governance``.
 """
 
 from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from lineage.governance.levels import LEVELS, Level
+
+if TYPE_CHECKING:
+    from lineage.governance.policy import GovernancePolicy
+
 SPEC_DIR = Path(__file__).with_name("specs")
-LEVELS = ("L1", "L2", "L3", "L4")
-Level = Literal["L1", "L2", "L3", "L4"]
+__all__ = ["LEVELS", "ColumnSpec", "DatasetSpec", "Level", "ProductSpec", "SpecError", "TableSpec"]
 ColumnType = Literal["int64", "float64", "str", "bool", "datetime", "date", "category"]
 
 
@@ -53,7 +62,9 @@ class SourceSpec(_Strict):
 class ColumnSpec(_Strict):
     name: str
     type: ColumnType
-    level: Level = "L1"
+    level: Level | None = Field(
+        default=None, description="Explicit override of the level the policy assigns; say why in a comment."
+    )
     nullable: bool = True
     description: str = ""
 
@@ -63,6 +74,10 @@ class TableSpec(_Strict):
 
     source: str = Field(description="Key of the source this table is parsed from.")
     primary_key: list[str] = Field(default_factory=list)
+    default_level: Level | None = Field(
+        default=None,
+        description="Level of the columns no policy rule matches (instead of the policy's default level).",
+    )
     columns: list[ColumnSpec]
 
     def column(self, name: str) -> ColumnSpec:
@@ -86,6 +101,16 @@ class ProductSpec(_Strict):
     min_cell_rows: int = Field(default=10, ge=1, description="k: aggregate cells below it are suppressed.")
     count_column: str | None = Field(default=None, description="Column holding the rows behind each cell.")
 
+    @model_validator(mode="after")
+    def _count_column_is_published(self) -> ProductSpec:
+        # k-safety is measured on the written product, so the rows behind each cell must be in it.
+        if self.count_column is not None and self.count_column not in self.columns:
+            raise ValueError(
+                f"products.{self.name}.count_column: {self.count_column!r} "
+                "must be one of the product's columns"
+            )
+        return self
+
 
 class DatasetSpec(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
@@ -102,6 +127,10 @@ class DatasetSpec(_Strict):
 
     @model_validator(mode="after")
     def _references_resolve(self) -> DatasetSpec:
+        names = [product.name for product in self.products]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"products: names must be unique, repeated: {repeated}")
         for table_name, table in self.tables.items():
             if table.source not in self.sources:
                 raise ValueError(f"tables.{table_name}.source: unknown source {table.source!r}")
@@ -111,8 +140,11 @@ class DatasetSpec(_Strict):
                 raise ValueError(f"tables.{table_name}.primary_key: unknown columns {unknown}")
         return self
 
-    def level_of(self, table: str, column: str) -> str:
-        return self.tables[table].column(column).level
+    def level_of(self, table: str, column: str, policy: GovernancePolicy | None = None) -> Level:
+        """The level ``column`` of ``table`` gets: its override, else the policy's (default: the chain's)."""
+        from chaintrace_chain.governance import assign_levels
+
+        return assign_levels(self, policy)[table][column].level
 
 
 def load_spec_file(path: Path) -> DatasetSpec:

@@ -1,9 +1,12 @@
 """The whole chain without Airflow: every stage and gate of every dataset on the real data, the
 OpenLineage events our operators would emit, accepted by the lineage service without a facet warning,
-and the served products traced back to their sources (datasets and columns)."""
+the served products traced back to their sources (datasets and columns), the governance decisions the
+events carry, and no raw identifying value of a source anywhere in the service zone."""
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from collections import deque
 from collections.abc import Iterator
@@ -15,14 +18,19 @@ import orjson
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from jsonschema import Draft202012Validator
 from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
 from openlineage.client.serde import Serde
+from referencing import Registry, Resource
 
+from chaintrace_chain.facets import FACET_SCHEMA_BASE
+from chaintrace_chain.governance import assign_levels
 from chaintrace_chain.lineage_build import gate_lineage, stage_lineage
 from chaintrace_chain.quality import gate_stage, load_gate_report
 from chaintrace_chain.spec import LEVELS, all_specs
-from chaintrace_chain.stages import run_stage
+from chaintrace_chain.stages import load_report, run_stage
 from chaintrace_chain.summary import summarise_run
+from chaintrace_chain.transforms.common import read_landed
 from chaintrace_chain.zones import STAGES, Zones
 from lineage.api.app import create_app
 from lineage.context import LineageContext
@@ -169,3 +177,137 @@ def test_products_trace_back_to_their_sources(
             if any(node["id"].startswith(f"datasetField:{s[8:]}:") for s in sources)
         ]
         assert source_fields, f"{path}:{column} has no column lineage to a source column"
+
+
+# ------------------------------------------------------------------ governance in the events
+def _governance(chain: ChainResult, job: str) -> list[dict[str, Any]]:
+    event = next(e for e in chain.events if e["job"]["name"] == job)
+    return list(event["run"]["facets"].get("governance", {}).get("decisions", []))
+
+
+def test_a_normal_run_has_no_violation_and_every_product_is_allowed(chain: ChainResult) -> None:
+    decisions = [
+        d for e in chain.events for d in e["run"]["facets"].get("governance", {}).get("decisions", [])
+    ]
+    assert not [d for d in decisions if d["kind"] in ("violation", "publish_refused")]
+    for name, spec in SPECS.items():
+        allowed = _governance(chain, f"{name}.serve.gate")
+        assert {(d["kind"], d["product"]) for d in allowed} == {
+            ("publish_allowed", product.name) for product in spec.products
+        }
+        store = _governance(chain, f"{name}.store.run")
+        assigned = assign_levels(spec)
+        assert {
+            (d["dataset"]["name"].rsplit("/", 1)[1], d["field"], d["level"], d["reason"]) for d in store
+        } == {
+            (table, column, item.level, item.reason)
+            for table, columns in assigned.items()
+            for column, item in columns.items()
+        }
+
+
+def test_custom_facets_validate_against_their_schemas(chain: ChainResult) -> None:
+    schemas = Path(__file__).resolve().parents[2] / "plugins" / "chaintrace_chain" / "schemas"
+    core = json.loads(
+        (Path(__file__).resolve().parents[2] / "lineage/spec/openlineage/2-0-2/OpenLineage.json").read_text()
+    )
+    docs = [json.loads(path.read_text()) for path in sorted(schemas.glob("*.json"))]
+    registry = Registry().with_resources([(doc["$id"], Resource.from_contents(doc)) for doc in (core, *docs)])
+    validators = {doc["$id"]: Draft202012Validator(doc, registry=registry) for doc in docs}
+    seen: set[str] = set()
+    for event in chain.events:
+        containers = [
+            event["run"]["facets"],
+            *(d.get("facets", {}) for d in event["inputs"] + event["outputs"]),
+        ]
+        for facets in containers:
+            for key, facet in facets.items():
+                if str(facet.get("_schemaURL", "")).startswith(FACET_SCHEMA_BASE):
+                    document = facet["_schemaURL"].split("#", 1)[0]
+                    validators[document].validate({key: facet})
+                    seen.add(key)
+    assert {"governance", "disclosureControl", "purpose", "stageCounts", "sourceProvenance"} <= seen
+
+
+# ------------------------------------------------------------------ only de-identified value leaves
+# Policy rules whose columns single people (or events about them) out: their raw values must not leave.
+IDENTIFYING_RULES = (
+    "names of people",
+    "direct identifiers of people",
+    "contact details of people",
+    "dates of birth",
+    "identifiers of records about people",
+    "exact coordinates",
+)
+
+
+@dataclass
+class RawValues:
+    columns: set[str]  # "<dataset>.<column>" the values come from
+    texts: set[str]  # names, identifiers (an integer identifier as its text)
+    coordinates: set[float]  # exact coordinates (3+ decimals), rounded to 6
+
+
+def _raw_identifying_values(zones: Zones) -> RawValues:
+    """From the landed source files: the values of every L3/L4 column an identifying rule classified."""
+    raw = RawValues(set(), set(), set())
+    for name, spec in SPECS.items():
+        landed = {item.table: Path(item.file) for item in load_report(zones, name, RUN, "collect").outputs}
+        for table_name, columns in assign_levels(spec).items():
+            table = spec.tables[table_name]
+            frame = read_landed(spec.sources[table.source], landed[table.source])
+            for column, item in columns.items():
+                if item.level not in ("L3", "L4") or not any(
+                    f"'{rule}'" in item.reason for rule in IDENTIFYING_RULES
+                ):
+                    continue
+                raw.columns.add(f"{name}.{column}")
+                values = frame[column].dropna()
+                if pd.api.types.is_float_dtype(values):
+                    raw.coordinates |= {round(v, 6) for v in values if round(v, 2) != v}
+                else:
+                    raw.texts |= {str(v) for v in values}
+    return raw
+
+
+def _leaks(path: Path, raw: RawValues) -> set[str]:
+    """The raw values found in one file: in any cell of a Parquet file (text cells against names and
+    identifiers, numbers against coordinates), or as a token of any other file's text."""
+    if path.suffix != ".parquet":
+        tokens = set(re.split(r"[^\w.-]+", path.read_bytes().decode("utf-8", errors="replace")))
+        floats = {t for t in tokens if re.fullmatch(r"-?\d+\.\d+", t)}
+        return (tokens & raw.texts) | {t for t in floats if round(float(t), 6) in raw.coordinates}
+    frame = pd.read_parquet(path)
+    found = {str(c) for c in frame.columns} & raw.texts
+    for column in frame.columns:
+        values = frame[column].dropna()
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            found |= {str(v) for v in values.astype("float64").round(6) if v in raw.coordinates}
+        else:
+            found |= {str(v) for v in values.astype("str")} & raw.texts
+    return found
+
+
+def test_no_raw_identifying_value_is_anywhere_in_the_service_zone(chain: ChainResult, tmp_path: Path) -> None:
+    raw = _raw_identifying_values(chain.zones)
+    assert raw.columns == {
+        "covid_testing.subject_id", "covid_testing.fake_first_name", "covid_testing.fake_last_name",
+        "mpls_stops.idNum", "mpls_stops.lat", "mpls_stops.long",
+    }  # fmt: skip
+    assert len(raw.texts) > 60_000 and len(raw.coordinates) > 15_000
+    files = [path for path in (chain.zones.root / "service").rglob("*") if path.is_file()]
+    published = sum(len(spec.products) for spec in SPECS.values())
+    assert len([p for p in files if p.suffix == ".parquet"]) == 2 * published  # staged and published
+    assert {str(path): _leaks(path, raw) for path in files} == {str(path): set() for path in files}
+    # the scan does find a leak where there is one
+    name, subject, lat = (
+        sorted(raw.texts - {v for v in raw.texts if v.isdigit()})[0],
+        "1412",
+        max(raw.coordinates),
+    )
+    assert subject in raw.texts
+    control = tmp_path / "leak.parquet"
+    pd.DataFrame({"who": [name], "id": [subject], "where": [lat]}).to_parquet(control)
+    assert _leaks(control, raw) == {name, subject, str(lat)}
+    (tmp_path / "leak.csv").write_text(f"who,where\n{name},{lat}\n")
+    assert _leaks(tmp_path / "leak.csv", raw) == {name, str(lat)}

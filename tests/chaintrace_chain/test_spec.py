@@ -46,9 +46,19 @@ def _minimal() -> dict[str, object]:
     }
 
 
-def test_a_minimal_spec_loads(tmp_path: Path) -> None:
+def test_a_minimal_spec_loads_and_its_levels_come_from_the_policy(tmp_path: Path) -> None:
     spec = load_spec_file(_write(tmp_path, "tiny", _minimal()))
-    assert spec.level_of("main", "id") == "L1"
+    assert spec.tables["main"].columns[0].level is None  # no override: the policy decides
+    assert spec.level_of("main", "id") == "L2"  # no rule matches a bare "id": the policy's default
+
+
+def _product(**changes: object) -> dict[str, object]:
+    product: dict[str, object] = {
+        "name": "p", "title": "P", "table": "t", "columns": ["k", "n"], "audience": "public",
+        "allowed_level": "L1", "purposes": ["x"], "count_column": "n",
+    }  # fmt: skip
+    product.update(changes)
+    return product
 
 
 @pytest.mark.parametrize(
@@ -60,6 +70,9 @@ def test_a_minimal_spec_loads(tmp_path: Path) -> None:
         (lambda d: d["tables"]["main"]["columns"][0].update(level="L9"), "level"),
         (lambda d: d.update(surprise=1), "surprise"),
         (lambda d: d.update(name="other"), "must match the file name"),
+        (lambda d: d["tables"]["main"].update(default_level="L5"), "default_level"),
+        (lambda d: d.update(products=[_product(count_column="rows")]), "'rows' must be one of the product"),
+        (lambda d: d.update(products=[_product(), _product()]), "names must be unique, repeated: ['p']"),
     ],
 )
 def test_a_broken_spec_is_refused_naming_what_is_wrong(tmp_path: Path, change, message: str) -> None:  # type: ignore[no-untyped-def]

@@ -9,7 +9,9 @@ files in ``store``, no Airflow):
     serve(spec, analysis: dict[table, DataFrame]) -> StageOutput    # usually common.serve_products
 
 ``StageOutput.lineage`` maps every output column to the input columns it derives from. Levels: a
-transform declares a level in ``StageOutput.levels`` only where it lowers sensitivity on purpose
-(masking, generalisation, aggregation); everywhere else the stage runner propagates the highest level
-of the input columns.
+transform declares a level in ``StageOutput.levels`` only where it lowers sensitivity on purpose;
+everywhere else the stage runner propagates the highest level of the input columns. A declared level
+applies only across edges that lower (``masking=True``, or any edge into a serve product measured as a
+k-safe aggregate); declaring less than the other edges carry is a policy violation: the runner keeps
+the higher level and reports it (see ``chaintrace_chain.governance``).
 """

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from chaintrace_chain.governance import assigned_levels, cell_threshold, chain_policy
 from chaintrace_chain.spec import ColumnSpec, DatasetSpec, SourceSpec
 from chaintrace_chain.stage_output import ColumnLineage, FieldSource, StageOutput
 
@@ -128,15 +129,17 @@ def store_tables(spec: DatasetSpec, landed: Mapping[str, Path]) -> StageOutput:
         tables[table_name] = typed.reset_index(drop=True)
         lineage[table_name] = table_lineage
         counts[f"{table_name}.rows"] = len(typed)
-    levels = {
-        name: {column.name: column.level for column in table.columns} for name, table in spec.tables.items()
-    }
-    return StageOutput(tables=tables, lineage=lineage, counts=counts, levels=levels)
+    # Classification starts here: the policy's levels, with the spec's overrides.
+    return StageOutput(tables=tables, lineage=lineage, counts=counts, levels=assigned_levels(spec))
 
 
 def serve_products(spec: DatasetSpec, analysis: Mapping[str, pd.DataFrame]) -> StageOutput:
     """The generic serve stage: cut each product from its analysis table, keeping only the product's
-    columns, and suppress aggregate cells that stand for fewer than ``min_cell_rows`` rows."""
+    columns, and suppress aggregate cells that stand for fewer than k rows (k: the policy's, or the
+    product's ``min_cell_rows`` when larger), counting them.
+
+    It declares no levels: each dataset's serve says what its products are once k-safe."""
+    policy = chain_policy()
     tables: dict[str, pd.DataFrame] = {}
     lineage: dict[str, ColumnLineage] = {}
     counts: dict[str, int] = {}
@@ -150,8 +153,10 @@ def serve_products(spec: DatasetSpec, analysis: Mapping[str, pd.DataFrame]) -> S
         require_columns(frame, needed, f"{where} (table {product.table})")
         cut = frame[needed]
         suppressed = 0
+        k = cell_threshold(product, policy)
         if product.count_column:
-            small = cut[product.count_column] < product.min_cell_rows
+            # A cell without a count stands for an unknown number of rows: suppressed too.
+            small = cut[product.count_column].isna() | (cut[product.count_column] < k)
             suppressed = int(small.sum())
             cut = cut[~small]
         counts[f"{product.name}.suppressed_cells"] = suppressed
@@ -167,7 +172,7 @@ def serve_products(spec: DatasetSpec, analysis: Mapping[str, pd.DataFrame]) -> S
                         product.count_column,
                         "INDIRECT",
                         "FILTER",
-                        description=f"cells under {product.min_cell_rows} rows suppressed",
+                        description=f"cells under {k} rows suppressed",
                     )
                 )
             product_lineage[column] = sources

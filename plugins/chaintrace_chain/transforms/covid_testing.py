@@ -247,17 +247,6 @@ def _indicator_lineage(keys: list[str]) -> ColumnLineage:
     return lineage
 
 
-AGGREGATE_COLUMNS = [
-    "n_tests",
-    "n_subjects",
-    "n_conclusive",
-    "n_positive",
-    "positivity_pct",
-    "median_col_rec_tat_h",
-    "median_rec_ver_tat_h",
-]
-
-
 def analyze(spec: DatasetSpec, processed: Mapping[str, pd.DataFrame]) -> StageOutput:
     where = f"{spec.name}.analyze"
     common.require_tables(processed, [SOURCE_TABLE], where)
@@ -277,9 +266,9 @@ def analyze(spec: DatasetSpec, processed: Mapping[str, pd.DataFrame]) -> StageOu
     counts["tests_without_turnaround"] = int(
         tests[["col_rec_tat_h", "rec_ver_tat_h"]].isna().any(axis=1).sum()
     )
-    # Aggregates of health results are internal until serve suppresses the small cells.
-    levels = {name: dict.fromkeys(AGGREGATE_COLUMNS, "L2") for name in tables}
-    return StageOutput(tables, lineage, counts, levels)
+    # No level declared: aggregates of health results keep the level of what they aggregate (small
+    # cells can still single a patient out) until serve has suppressed the cells under k.
+    return StageOutput(tables, lineage, counts)
 
 
 def serve(spec: DatasetSpec, analysis: Mapping[str, pd.DataFrame]) -> StageOutput:

@@ -284,7 +284,10 @@ def _process_lineage() -> ColumnLineage:
             masking=True,
             description="generalised to matched / null_tailnum / not_in_planes",
         ),
-        *_join([("planes", "tailnum")], "membership in planes.tailnum"),
+        # Only whether the tail number is registered, never which one: a masking edge too.
+        FieldSource(
+            "planes", "tailnum", "INDIRECT", "JOIN", masking=True, description="membership in planes.tailnum"
+        ),
     ]
     for column, renamed in PLANE_COLUMNS.items():
         lineage[renamed] = [FieldSource("planes", column), *by_tail]
@@ -435,4 +438,8 @@ def analyze(spec: DatasetSpec, processed: Mapping[str, pd.DataFrame]) -> StageOu
 
 # --------------------------------------------------------------------------------------------- serve
 def serve(spec: DatasetSpec, analysis: Mapping[str, pd.DataFrame]) -> StageOutput:
-    return common.serve_products(spec, analysis)
+    output = common.serve_products(spec, analysis)
+    # Aggregates of public flight records with cells under k flights suppressed: public. (The level
+    # applies only while the product measures as k-safe; otherwise its inputs' levels carry through.)
+    output.levels = {product.name: dict.fromkeys(product.columns, "L1") for product in spec.products}
+    return output

@@ -299,16 +299,9 @@ def analyze(spec: DatasetSpec, processed: Mapping[str, pd.DataFrame]) -> StageOu
         tables[table] = _search_rates(recorded, key)
     for table, frame in tables.items():
         counts[f"{table}.cells"] = len(frame)
-    # Counts and rates are internal until serve has suppressed the small cells.
-    levels = {
-        table: {
-            column: "L2"
-            for column in frame.columns
-            if column.startswith("n_") or column.endswith(("_pct", "_1000"))
-        }
-        for table, frame in tables.items()
-    }
-    return StageOutput(tables, _analysis_lineage(), counts, levels)
+    # No level declared: counts by race or by small neighbourhood-months keep the level of what they
+    # count until serve has suppressed the cells under k.
+    return StageOutput(tables, _analysis_lineage(), counts)
 
 
 def serve(spec: DatasetSpec, analysis: Mapping[str, pd.DataFrame]) -> StageOutput:

@@ -22,9 +22,11 @@ import pytest
 
 from chaintrace_chain.gate_suite import write_baseline
 from chaintrace_chain.gates import run_gate
+from chaintrace_chain.governance import ColumnLevel, chain_policy, is_k_safe, measure_disclosure
 from chaintrace_chain.settings import PROJECT_ROOT
 from chaintrace_chain.spec import DatasetSpec
 from chaintrace_chain.stage_output import StageOutput
+from chaintrace_chain.stages import resolve_levels
 from chaintrace_chain.transforms import common
 from chaintrace_chain.zones import Zones
 
@@ -167,3 +169,33 @@ def suite_failures(tmp_path_factory: pytest.TempPathFactory) -> SuiteFailures:
         return failed
 
     return failures
+
+
+ChainLevels = dict[str, dict[str, dict[str, ColumnLevel]]]  # stage -> table -> column -> level
+
+
+@pytest.fixture(scope="session")
+def chain_levels() -> Callable[[DatasetSpec, StageOutputs], ChainLevels]:
+    """``(spec, chain)`` -> every column's level at every stage after store, by THE RULE as the stage
+    runner applies it: serve products lower only when measured k-safe."""
+
+    def levels(spec: DatasetSpec, chain: StageOutputs) -> ChainLevels:
+        policy = chain_policy()
+        current = {t: dict(columns) for t, columns in chain.store.levels.items()}
+        found: ChainLevels = {}
+        for stage in ("process", "analyze", "serve"):
+            output: StageOutput = getattr(chain, stage)
+            k_safe: set[str] = set()
+            if stage == "serve":
+                for product in spec.products:
+                    suppressed = output.counts.get(f"{product.name}.suppressed_cells", 0)
+                    measured = measure_disclosure(
+                        output.tables[product.name], product, policy, suppressed=suppressed
+                    )
+                    if is_k_safe(measured, policy):
+                        k_safe.add(product.name)
+            found[stage] = resolve_levels(output, current, k_safe=k_safe)
+            current = {t: {c: x.level for c, x in cols.items()} for t, cols in found[stage].items()}
+        return found
+
+    return levels

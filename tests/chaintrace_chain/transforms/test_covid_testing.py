@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from chaintrace_chain.governance import assigned_levels
 from chaintrace_chain.settings import PROJECT_ROOT
 from chaintrace_chain.spec import DatasetSpec, load_spec_file
 from chaintrace_chain.stage_output import StageOutput
@@ -50,7 +51,7 @@ def chain(landed: dict[str, Path], run_stages: Callable[..., Any]) -> Chain:
 # ------------------------------------------------------------------ spec
 def test_spec_classifies_identifiers_and_health_data_and_publishes_only_l1_products() -> None:
     assert SPEC.name == "covid_testing" and SPEC.licence.startswith("MIT")
-    levels = {column.name: column.level for column in SPEC.tables["tests"].columns}
+    levels = assigned_levels(SPEC)["tests"]
     assert {levels["subject_id"], levels["fake_first_name"], levels["fake_last_name"]} == {"L4"}
     assert levels["result"] == levels["age"] == levels["ct_result"] == "L3"
     assert "rownames" not in levels
@@ -116,6 +117,20 @@ def test_serve_suppresses_small_cells_and_publishes_l1(chain: Chain) -> None:
         assert (served["n_tests"] >= 10).all()
         assert list(served.columns) == product.columns
         assert set(chain.serve.levels[product.name].values()) == {"L1"}
+
+
+def test_aggregates_of_results_stay_sensitive_until_serve_suppresses_small_cells(
+    chain: Chain, chain_levels: Callable[..., Any]
+) -> None:
+    levels = chain_levels(SPEC, chain)
+    for tables in levels.values():
+        assert not [(t, c) for t, cs in tables.items() for c, x in cs.items() if x.violation]
+    tests = levels["process"]["tests"]
+    assert (tests["subject_key"].level, tests["age_band"].level, tests["result"].level) == ("L3", "L2", "L3")
+    by_clinic = levels["analyze"]["tests_by_clinic"]
+    assert by_clinic["positivity_pct"].level == by_clinic["n_tests"].level == "L3"
+    assert by_clinic["clinic"].level == "L2"
+    assert {x.level for cs in levels["serve"].values() for x in cs.values()} == {"L1"}
 
 
 def test_no_restricted_or_sensitive_raw_value_reaches_a_served_cell(chain: Chain) -> None:

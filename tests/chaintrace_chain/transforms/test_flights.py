@@ -14,7 +14,6 @@ import pytest
 from chaintrace_chain.settings import PROJECT_ROOT
 from chaintrace_chain.spec import DatasetSpec, load_spec
 from chaintrace_chain.stage_output import StageOutput
-from chaintrace_chain.stages import propagate_levels
 from chaintrace_chain.transforms import common
 from chaintrace_chain.transforms import flights as transforms
 
@@ -126,14 +125,19 @@ def test_lineage_covers_every_output_column_with_real_input_columns(
     assert_column_lineage(chain, {key: [c.name for c in SPEC.tables[key].columns] for key in SPEC.sources})
 
 
-def test_levels_fall_to_public_only_where_identifiers_are_masked(chain: Chain) -> None:
-    levels = chain.store.levels
-    for stage in ("process", "analyze", "serve"):
-        levels = propagate_levels(getattr(chain, stage), levels)
-        if stage == "process":
-            assert levels["flights"]["tailnum"] == "L2" and levels["flights"]["plane_match"] == "L1"
-            assert chain.process.lineage["flights"]["plane_match"][0].masking
-    assert {level for table in levels.values() for level in table.values()} == {"L1"}
+def test_levels_fall_to_public_only_where_identifiers_are_masked(
+    chain: Chain, chain_levels: Callable[..., Any]
+) -> None:
+    levels = chain_levels(SPEC, chain)
+    for tables in levels.values():
+        assert not [(t, c) for t, cs in tables.items() for c, x in cs.items() if x.violation]
+    flights = levels["process"]["flights"]
+    assert flights["tailnum"].level == "L2" and flights["plane_match"].level == "L1"
+    # joined through the tail number: a plane's details single out the airframe as the number does
+    assert flights["plane_model"].level == "L2" and flights["carrier_name"].level == "L1"
+    assert {x.level for cs in levels["analyze"].values() for x in cs.values()} == {"L1"}
+    assert {x.level for cs in levels["serve"].values() for x in cs.values()} == {"L1"}
+    assert chain.process.lineage["flights"]["plane_match"][0].masking
     assert chain.analyze.lineage["carrier_month_performance"]["aircraft_in_service"][0].masking
 
 

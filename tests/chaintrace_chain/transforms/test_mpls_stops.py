@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from chaintrace_chain.governance import assigned_levels
 from chaintrace_chain.settings import PROJECT_ROOT
 from chaintrace_chain.spec import DatasetSpec, load_spec_file
 from chaintrace_chain.stage_output import StageOutput
@@ -49,10 +50,10 @@ def chain(landed: dict[str, Path], run_stages: Callable[..., Any]) -> Chain:
 # ------------------------------------------------------------------ spec
 def test_spec_classifies_identifiers_coordinates_and_race_and_publishes_only_l1_products() -> None:
     assert SPEC.name == "mpls_stops" and SPEC.licence.startswith("GPL")
-    levels = {column.name: column.level for column in SPEC.tables["stops"].columns}
+    levels = assigned_levels(SPEC)["stops"]
     assert levels["idNum"] == levels["lat"] == levels["long"] == levels["race"] == levels["preRace"] == "L3"
     assert SPEC.tables["stops"].primary_key == ["idNum"]
-    assert {column.level for column in SPEC.tables["neighbourhoods"].columns} == {"L1"}
+    assert set(assigned_levels(SPEC)["neighbourhoods"].values()) == {"L1"}
     assert {product.allowed_level for product in SPEC.products} == {"L1"}
     assert all(product.min_cell_rows == 10 and product.count_column == "n_stops" for product in SPEC.products)
 
@@ -121,6 +122,20 @@ def test_serve_suppresses_small_cells_and_publishes_l1(chain: Chain) -> None:
         assert list(served.columns) == product.columns
         assert set(chain.serve.levels[product.name].values()) == {"L1"}
     assert chain.serve.counts["stops_per_1000_by_neighbourhood_month.suppressed_cells"] > 0
+
+
+def test_counts_by_race_stay_sensitive_until_serve_suppresses_small_cells(
+    chain: Chain, chain_levels: Callable[..., Any]
+) -> None:
+    levels = chain_levels(SPEC, chain)
+    for tables in levels.values():
+        assert not [(t, c) for t, cs in tables.items() for c, x in cs.items() if x.violation]
+    by_race = levels["analyze"]["search_rates_by_race"]
+    assert by_race["race"].level == by_race["n_stops"].level == "L3"  # grouped by race: sensitive
+    assert levels["analyze"]["search_rates_by_precinct"]["n_stops"].level == "L2"
+    stops = levels["process"]["stops"]
+    assert stops["lat_grid"].level == "L2" and stops["race"].level == "L3"
+    assert {x.level for cs in levels["serve"].values() for x in cs.values()} == {"L1"}
 
 
 def test_no_identifier_or_exact_coordinate_reaches_a_served_cell(chain: Chain) -> None:
