@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 
 from lineage.governance.policy import GovernancePolicy, load_policy
+from lineage.monitoring import MonitoringService
 from lineage.service.access import AccessService
 from lineage.service.audit import AuditService
 from lineage.service.classification import ClassificationService
@@ -42,6 +43,7 @@ class LineageContext:
     classification: ClassificationService
     audit: AuditService
     products: ProductService
+    monitoring: MonitoringService
     spool_thread: threading.Thread | None = field(default=None, init=False)
     # What this process's spool replays did since start, summed (left and error: of the latest round).
     spool_summary: ReplaySummary | None = field(default=None, init=False)
@@ -63,11 +65,15 @@ class LineageContext:
         audit = AuditService(engine)
         # The graph index (and what is derived from the graph) learns of new rows from the writer right
         # after each projection.
-        ingest.writer.listeners.extend([graph.on_commit, classification.on_commit, audit.on_commit])
+        monitoring = MonitoringService(engine, settings.monitoring_rules_file)
+        ingest.writer.listeners.extend(
+            [graph.on_commit, classification.on_commit, audit.on_commit, monitoring.on_commit]
+        )
         return cls(
             settings, engine, validator, ingest, ReadService(engine), graph, WalCheckpointer(engine),
             policy=policy, access=AccessService(engine, settings), classification=classification,
             audit=audit, products=ProductService(engine, settings, policy, classification, audit, ingest),
+            monitoring=monitoring,
         )
 
     def start(self) -> None:
@@ -79,6 +85,7 @@ class LineageContext:
         # Levels and audit rows of what a previous process stored are derived in the background.
         self.classification.start()
         self.audit.start()
+        self.monitoring.start()
         self.checkpointer.start()
 
     def warm_in_background(self) -> None:
@@ -164,6 +171,7 @@ class LineageContext:
     def close(self) -> None:
         self._closing.set()
         self.audit.close()
+        self.monitoring.close()
         self.classification.close()
         if self.spool_thread is not None:
             # The watcher wakes at once; a batch in flight finishes (its files are deleted only after

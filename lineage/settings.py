@@ -52,6 +52,11 @@ class LineageSettings(BaseSettings):
         default=30.0, ge=0, description="How long a checked key is trusted without asking the store again "
         "(a revoked key stops working within this time)."
     )
+    monitoring_rules_file: Path | None = Field(
+        default=None,
+        description="Alert rules YAML (gate failed, run failed, data late, schema changed, policy violation; "
+        "webhooks); default: lineage/monitoring/rules.yaml.",
+    )
     policy_file: Path | None = Field(
         default=None, description="Governance policy YAML (levels, k, jurisdictions); default: the chain's."
     )

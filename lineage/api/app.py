@@ -14,6 +14,7 @@ from lineage.api import (
     routes_governance,
     routes_graph,
     routes_ingest,
+    routes_monitoring,
     routes_products,
     routes_read,
 )
@@ -80,6 +81,7 @@ def create_app(context: LineageContext | None = None, settings: LineageSettings 
     app.include_router(routes_governance.router)
     app.include_router(routes_products.router)
     app.include_router(routes_audit.router)
+    app.include_router(routes_monitoring.router)
 
     @app.get("/healthz", tags=["Service"], summary="Liveness, and how far the graph is behind the log")
     def healthz() -> Response:
