@@ -100,6 +100,8 @@ class AirflowStack:
                 "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(self.transport()),
                 "CHAINTRACE_DATA_ROOT": str(self.data_root),
                 "CHAINTRACE_SPOOL_DIR": str(self.spool_dir),
+                # The "Lineage" tab of each DAG (plugins/chaintrace_airflow_ui.py) points here.
+                "CHAINTRACE_LINEAGE_UI_URL": self.lineage_url,
                 "PYTHONWARNINGS": "ignore",
             }
         )
