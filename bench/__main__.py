@@ -1,9 +1,10 @@
-"""``python -m bench [ingest|graph|rebuild|gate|lineage_overhead|demo_chain ...] [--quick]``: run the
+"""``python -m bench [ingest|graph|rebuild|gate|lineage_overhead|demo_chain|reports ...] [--quick]``: run the
 benchmarks and print a summary."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
 import traceback
@@ -12,33 +13,14 @@ from typing import Any
 
 from bench.common import log
 
-SECTIONS = ("ingest", "graph", "rebuild", "gate", "lineage_overhead", "demo_chain")
+SECTIONS = ("ingest", "graph", "rebuild", "gate", "lineage_overhead", "demo_chain", "reports")
 
 
 def _runner(name: str) -> Callable[..., dict[str, Any]]:
-    if name == "ingest":
-        from bench import ingest
-
-        return ingest.run
-    if name == "graph":
-        from bench import graph
-
-        return graph.run
-    if name == "gate":
-        from bench import gate
-
-        return gate.run
-    if name == "lineage_overhead":
-        from bench import lineage_overhead
-
-        return lineage_overhead.run
-    if name == "demo_chain":
-        from bench import demo_chain
-
-        return demo_chain.run
-    from bench import rebuild
-
-    return rebuild.run
+    # Imported on demand: each benchmark pulls in its own heavy dependencies (Airflow, GX, pandas).
+    module = importlib.import_module(f"bench.{name}")
+    run: Callable[..., dict[str, Any]] = module.run
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ from typing import Any
 from bench.common import LATEST, ROOT, target_line
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
-ORDER = ("ingest", "graph", "rebuild", "gate", "lineage_overhead", "demo_chain")
+ORDER = ("ingest", "graph", "rebuild", "gate", "lineage_overhead", "demo_chain", "reports")
 TITLES = {
     "ingest": "A. Ingest",
     "graph": "B. Graph queries",
@@ -24,6 +24,7 @@ TITLES = {
     "gate": "D. Quality gate",
     "lineage_overhead": "F. Lineage overhead per task",
     "demo_chain": "G. The whole demo chain",
+    "reports": "H. Quality reports",
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from chaintrace_cli.demo import demo
+from chaintrace_cli.report import report
 from lineage.cli import app as lineage_app
 from lineage.keys_cli import app as keys_app
 
@@ -12,6 +13,7 @@ app = typer.Typer(help="chaintrace: full-chain traceability for public data.", n
 app.add_typer(lineage_app, name="lineage")
 app.add_typer(keys_app, name="keys")
 app.command()(demo)
+app.command()(report)
 
 if __name__ == "__main__":
     app()

@@ -17,6 +17,7 @@ from lineage.api import (
     routes_monitoring,
     routes_products,
     routes_read,
+    routes_reports,
 )
 from lineage.api.auth import AuthLayer, install_openapi_security
 from lineage.api.errors import install_error_handlers, json_response
@@ -82,6 +83,7 @@ def create_app(context: LineageContext | None = None, settings: LineageSettings 
     app.include_router(routes_products.router)
     app.include_router(routes_audit.router)
     app.include_router(routes_monitoring.router)
+    app.include_router(routes_reports.router)
 
     @app.get("/healthz", tags=["Service"], summary="Liveness, and how far the graph is behind the log")
     def healthz() -> Response:

@@ -5,7 +5,9 @@ openlineage-python objects (``DataQualityAssertionsDatasetFacet``, ``DataQuality
 the Airflow OpenLineage provider serialises them in ``InputDataset.inputFacets`` with ``_producer`` and
 ``_schemaURL`` set. :func:`facets_as_json` gives the same facets as the JSON that goes on the wire, for
 reports and tests. Both follow the official 2-0-2 facet schemas, where an assertion's
-``expected``/``actual`` are strings.
+``expected``/``actual`` are strings. The custom ``gateResult`` input facet (schema in
+``schemas/GateResultInputDatasetFacet.json``) adds what those have no place for: the gate's suite and
+verdict and the link to its GX Data Docs page, which the quality reports show.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import attr
+from openlineage.client.generated.base import InputDatasetFacet as BaseInputDatasetFacet
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -308,6 +313,47 @@ def metrics_facet(result: GateResult | dict[str, Any], *, producer: str | None =
     )
 
 
+GATE_RESULT_SCHEMA = (
+    "https://chaintrace.dev/spec/facets/1-0-0/GateResultInputDatasetFacet.json#/$defs/GateResultInputDatasetFacet"
+)
+
+
+@attr.define
+class GateResultInputDatasetFacet(BaseInputDatasetFacet):
+    """The custom ``gateResult`` input facet: the gate's verdict, its suite, statistics and the link to
+    its GX Data Docs page, which the standard quality facets have no place for (the reports show them)."""
+
+    suite: str
+    success: bool
+    stage: str
+    evaluated: int
+    successful: int
+    docsPage: str | None = attr.field(default=None)
+    validatedAt: str | None = attr.field(default=None)
+
+    @staticmethod
+    def _get_schema() -> str:
+        return GATE_RESULT_SCHEMA
+
+
+def gate_result_facet(
+    result: GateResult | dict[str, Any], *, producer: str | None = None
+) -> InputDatasetFacet:
+    """The ``gateResult`` facet of a gate result (statistics recomputed when the result has none)."""
+    data = result if isinstance(result, dict) else result.to_dict()
+    statistics = data.get("statistics") or {}
+    return GateResultInputDatasetFacet(
+        suite=str(data["suite"]),
+        success=bool(data["success"]),
+        stage=str(data["stage"]),
+        evaluated=int(statistics.get("evaluated", len(data["assertions"]))),
+        successful=int(statistics.get("successful", sum(bool(a["success"]) for a in data["assertions"]))),
+        docsPage=data.get("docs_page"),
+        validatedAt=data.get("validated_at"),
+        producer=producer or "",
+    )
+
+
 def gate_facets(
     result: GateResult | dict[str, Any], *, producer: str | None = None
 ) -> dict[str, InputDatasetFacet]:
@@ -318,6 +364,7 @@ def gate_facets(
     return {
         "dataQualityAssertions": assertions_facet(result, producer=producer),
         "dataQualityMetrics": metrics_facet(result, producer=producer),
+        "gateResult": gate_result_facet(result, producer=producer),
     }
 
 

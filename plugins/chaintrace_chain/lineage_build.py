@@ -99,7 +99,7 @@ def gate_lineage(spec: DatasetSpec, stage: str, run: str, zones: Zones) -> Opera
     """A gate's run: the stage outputs it validated carry ``dataQualityAssertions`` and
     ``dataQualityMetrics``; a refused batch shows up as moved to quarantine, a passed serve gate as
     the products it published; the serve gate's governance decisions ride in the ``governance`` facet."""
-    from chaintrace_chain.gate_facets import assertions_facet, metrics_facet
+    from chaintrace_chain.gate_facets import assertions_facet, gate_result_facet, metrics_facet
 
     report = load_report(zones, spec.name, run, stage)
     gate = load_gate_report(zones, spec.name, run, stage)
@@ -111,6 +111,7 @@ def gate_lineage(spec: DatasetSpec, stage: str, run: str, zones: Zones) -> Opera
             metrics = metrics_facet(gate.result)
             if metrics is not None:
                 input_facets["dataQualityMetrics"] = metrics
+            input_facets["gateResult"] = gate_result_facet(gate.result)  # verdict and Data Docs link
         inputs.append(facets.input_dataset(item, extra_input_facets=input_facets))
     outputs: list[OutputDataset] = []
     if gate is not None:
