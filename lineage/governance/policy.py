@@ -15,10 +15,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lineage.governance.levels import LEVELS, Level, rank
+from lineage.yaml_files import read_yaml_mapping
 
 
 def default_policy_file() -> Path:
@@ -133,12 +133,4 @@ def policy_from_dict(raw: Any, *, where: str = "policy") -> GovernancePolicy:
 def load_policy(path: Path | None = None) -> GovernancePolicy:
     """Read and validate a policy file (the shipped one when ``path`` is None)."""
     source = path or default_policy_file()
-    try:
-        raw = yaml.safe_load(source.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise PolicyError(f"{source}: cannot read the policy file: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"{source}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise PolicyError(f"{source}: the policy must be a mapping, got {type(raw).__name__}")
-    return policy_from_dict(raw, where=str(source))
+    return policy_from_dict(read_yaml_mapping(source, "policy", PolicyError), where=str(source))

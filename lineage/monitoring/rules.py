@@ -33,8 +33,9 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lineage.yaml_files import read_yaml_mapping
 
 AlertKind = Literal["gate_failed", "run_failed", "data_late", "schema_changed", "policy_violation"]
 ALERT_KINDS: tuple[AlertKind, ...] = (
@@ -241,14 +242,4 @@ def rules_from_dict(raw: Any, *, where: str = "rules") -> AlertRules:
 def load_rules(path: Path | None = None) -> AlertRules:
     """Read and validate an alert rules file (the shipped one when ``path`` is None)."""
     source = path or default_rules_file()
-    try:
-        raw = yaml.safe_load(source.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise RulesError(f"{source}: cannot read the alert rules file: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise RulesError(f"{source}: not valid YAML: {exc}") from exc
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise RulesError(f"{source}: the alert rules must be a mapping, got {type(raw).__name__}")
-    return rules_from_dict(raw, where=str(source))
+    return rules_from_dict(read_yaml_mapping(source, "alert rules", RulesError), where=str(source))

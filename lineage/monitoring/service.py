@@ -34,6 +34,7 @@ from lineage.monitoring.rules import AlertRules, load_rules
 from lineage.monitoring.store import NewAlert, alert_json, alerts, insert_alerts, max_id
 from lineage.monitoring.stream import StreamHub
 from lineage.monitoring.webhooks import WebhookSender
+from lineage.service.background import BackgroundWorker
 from lineage.store import schema as s
 from lineage.store.db import WriterLock
 from lineage.store.events import projected_upto
@@ -116,13 +117,11 @@ class MonitoringService:
         self.schema_watch = detect.SchemaWatch()
         self._lookback = PG_LOOKBACK_IDS if engine.dialect.name == "postgresql" else 0
         self._pass_lock = threading.Lock()
-        self._thread_lock = threading.Lock()
-        self._wake = threading.Event()
-        self._closing = threading.Event()
-        self._thread: threading.Thread | None = None
-        # Started: the worker runs until close. Else (woken by commits only, as in a context nobody
-        # started) it ends after IDLE_EXIT_S without commits, so it never outlives its store.
-        self._started = False
+        # Started: the worker runs until close (the clock drives data_late). Else (woken by commits
+        # only, as in a context nobody started) it ends after IDLE_EXIT_S without commits, so it never
+        # outlives its store.
+        self.worker = BackgroundWorker("monitoring", self._round, debounce_s=DEBOUNCE_S,
+                                       idle_exit_s=IDLE_EXIT_S, poll_s=POLL_S)
         self._positions_known = False
         self._derived = 0  # raw events derived by this process (may run ahead of the stored watermark)
         self._stream_pos = 0  # raw events streamed
@@ -154,28 +153,16 @@ class MonitoringService:
 
     def on_commit(self, created: int) -> None:
         """Called by the ingest writer after each projection: wake the worker, never work here."""
-        if self._closing.is_set():
-            return
-        self._wake.set()
-        self._ensure_thread()
+        self.worker.wake()
 
     def start(self) -> None:
         """Start the worker: it derives what a previous process left, then follows the store (and the
         clock, for data_late) until :meth:`close`."""
-        self._closing.clear()
-        self._started = True
-        self._wake.set()
-        self._ensure_thread()
+        self.worker.start(keep_running=True)
 
     def close(self, *, store_watermarks: bool = True) -> None:
         """Stop the worker (after the pass it is in) and the webhook sender."""
-        self._started = False
-        self._closing.set()
-        self._wake.set()
-        with self._thread_lock:
-            thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=30)
+        self.worker.close()
         self.webhooks.close()
         with self._pass_lock:
             if store_watermarks and (self._derived, self._audit_seen) != self._stored_marks:
@@ -184,36 +171,13 @@ class MonitoringService:
                 except Exception:  # only a shortcut is lost: the next start derives a little more again
                     log.warning("could not store the monitoring watermarks on close", exc_info=True)
 
-    def _ensure_thread(self) -> None:
-        with self._thread_lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="monitoring", daemon=True)
-                self._thread.start()
-
-    def _run(self) -> None:
-        last_wake = time.monotonic()
-        while not self._closing.is_set():
-            if self._wake.wait(POLL_S):
-                self._closing.wait(DEBOUNCE_S)
-                self._wake.clear()
-                last_wake = time.monotonic()
-            elif not self._started and time.monotonic() - last_wake > IDLE_EXIT_S:
-                with self._thread_lock:
-                    if not self._wake.is_set():  # on_commit sets it before it looks at the thread
-                        self._thread = None
-                        return
-            if self._closing.is_set():
-                return
-            try:
-                # The audit log and other processes' alerts are looked at every POLL_S, not on every
-                # commit: under load commits come far more often, and the events pass is what they need.
-                self._pass(poll=time.monotonic() - self._polled_at >= POLL_S)
-                if time.monotonic() >= self._next_late:
-                    self._next_late = time.monotonic() + self.rules.late_check_s
-                    self.check_late()
-            except Exception:  # the store keeps everything; the next round tries again
-                log.exception("monitoring pass failed; will retry")
-                self._closing.wait(1.0)
+    def _round(self) -> None:
+        # The audit log and other processes' alerts are looked at every POLL_S, not on every commit:
+        # under load commits come far more often, and the events pass is what they need.
+        self._pass(poll=time.monotonic() - self._polled_at >= POLL_S)
+        if time.monotonic() >= self._next_late:
+            self._next_late = time.monotonic() + self.rules.late_check_s
+            self.check_late()
 
     # -- passes -------------------------------------------------------------------------------------
 

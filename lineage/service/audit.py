@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy import event as sa_event
 from sqlalchemy.exc import IntegrityError
 
+from lineage.service.background import BackgroundWorker
 from lineage.store import audit
 from lineage.store import schema as s
 from lineage.store.audit import AuditEntry, AuditKind
@@ -129,10 +130,8 @@ class AuditService:
         # at once, while SQLite's busy handler would sleep the ingest writer for up to 100 ms.
         self.writer_lock = WriterLock(engine)
         self._pass_lock = threading.Lock()  # one derivation pass at a time in this process
-        self._thread_lock = threading.Lock()
-        self._wake = threading.Event()
-        self._closing = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.worker = BackgroundWorker("audit-derive", self.catch_up, debounce_s=DEBOUNCE_S,
+                                       idle_exit_s=IDLE_EXIT_S)
         self._upto = 0  # how far this process has derived (may run ahead of the stored watermark)
         self._stored_at = 0.0  # monotonic time the watermark was last written
         self._stored_upto = 0
@@ -156,51 +155,19 @@ class AuditService:
 
     def on_commit(self, created: int) -> None:
         """Called by the ingest writer after each projection: wake the worker, never work here."""
-        if self._closing.is_set():
-            return
-        with self._thread_lock:
-            self._wake.set()
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="audit-derive", daemon=True)
-                self._thread.start()
+        self.worker.wake()
 
     def start(self) -> None:
         """Derive what a previous process left (call on service start; commits also start the worker)."""
-        self._closing.clear()
-        self.on_commit(0)
+        self.worker.start()
 
     def close(self) -> None:
-        self._closing.set()
-        self._wake.set()
-        with self._thread_lock:
-            thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(timeout=30)
+        self.worker.close()
         if self._upto > self._stored_upto:
             try:
                 self._store([], self._upto)
             except Exception:  # only a shortcut is lost: the next start scans a little more
                 log.warning("could not store the audit watermark on close", exc_info=True)
-
-    def _run(self) -> None:
-        while True:
-            if not self._wake.wait(IDLE_EXIT_S):
-                with self._thread_lock:
-                    if not self._wake.is_set():  # on_commit sets it under this lock: none is lost
-                        self._thread = None
-                        return
-                continue
-            if self._closing.is_set():
-                return
-            if self._closing.wait(DEBOUNCE_S):  # closing: stop now, not after the idle timeout
-                return
-            self._wake.clear()
-            try:
-                self.catch_up()
-            except Exception:  # the raw events stay; the next wake-up tries again
-                log.exception("deriving audit entries from events failed; will retry")
-                self._closing.wait(1.0)
-                self._wake.set()
 
     # -- derivation -------------------------------------------------------------------------------
 

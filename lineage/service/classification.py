@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Engine, event, select
 from lineage.governance.levels import Level, LevelError, parse_level, rank
 from lineage.governance.policy import GovernancePolicy
 from lineage.governance.redaction import ClearanceView, build_view
+from lineage.service.background import BackgroundWorker
 from lineage.service.classification_model import ColumnLevels, Disclosure, FieldKey, Key
 from lineage.service.graph import parse_node_id
 from lineage.store import audit
@@ -103,10 +104,8 @@ class ClassificationService:
         self._pending_levels: dict[Key, tuple[Level, int]] = {}
         self._pending_violations: dict[FieldKey, tuple[Level, Level]] = {}
         self._flush_lock = threading.Lock()
-        self._thread_lock = threading.Lock()
-        self._wake = threading.Event()
-        self._closing = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.worker = BackgroundWorker("classification", self._refresh_and_audit, debounce_s=DEBOUNCE_S,
+                                       idle_exit_s=IDLE_EXIT_S)
         # The context closes by disposing the engine: the worker must not outlive its store (in tests,
         # the next test's database would get its queries).
         event.listen(engine, "engine_disposed", lambda _engine: self.close())
@@ -257,7 +256,7 @@ class ClassificationService:
                 if declared is not None and carried is not None:
                     self._pending_violations[lv.keys[f]] = (declared, carried)
         pending = self._pending_levels or self._pending_violations
-        if pending and threading.current_thread() is not self._thread:
+        if pending and not self.worker.on_worker_thread():
             self.on_commit(0)  # a reader refreshed: the worker writes the rows
 
     def flush_audit(self) -> int:
@@ -317,46 +316,16 @@ class ClassificationService:
     # -- the background worker ----------------------------------------------------------------------
     def on_commit(self, created: int) -> None:
         """Called by the ingest writer after each projection: wake the worker, never work here."""
-        if self._closing.is_set():
-            return
-        with self._thread_lock:
-            self._wake.set()
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="classification", daemon=True)
-                self._thread.start()
+        self.worker.wake()
 
     def start(self) -> None:
         """Compute the levels of what the store holds and audit them (on service start)."""
-        self.on_commit(0)
+        self.worker.start()
 
     def close(self) -> None:
-        """Stop the worker (after the pass it is in); a later commit starts a new one."""
-        self._closing.set()
-        self._wake.set()
-        with self._thread_lock:
-            thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=30)
-        self._wake.clear()
-        self._closing.clear()
+        """Stop the worker (after the pass it is in); :meth:`start` allows it again."""
+        self.worker.close()
 
-    def _run(self) -> None:
-        while not self._closing.is_set():
-            if not self._wake.wait(IDLE_EXIT_S):
-                with self._thread_lock:
-                    if not self._wake.is_set():  # on_commit sets it under this lock: none is lost
-                        self._thread = None
-                        return
-                continue
-            # Closing is checked after the pause as well: clearing the wake-up that close() set would
-            # leave close() waiting for the idle timeout.
-            if self._closing.wait(DEBOUNCE_S):
-                return
-            self._wake.clear()
-            try:
-                self.ensure_fresh()
-                self.flush_audit()
-            except Exception:  # the store keeps everything; the next wake-up tries again
-                log.exception("refreshing classification levels failed; will retry")
-                self._closing.wait(1.0)
-                self._wake.set()
+    def _refresh_and_audit(self) -> None:
+        self.ensure_fresh()
+        self.flush_audit()

@@ -19,7 +19,6 @@ from typing import Any
 import orjson
 import pytest
 from fastapi import WebSocket, WebSocketDisconnect
-from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from sqlalchemy import text
@@ -27,6 +26,7 @@ from starlette.routing import Mount, Route
 
 from lineage.api.app import create_app
 from lineage.api.auth import PUBLIC_PATHS
+from lineage.api.auth import permissions_of as requires_permissions
 from lineage.context import LineageContext
 from lineage.governance.principal import principal_of
 from lineage.settings import LineageSettings
@@ -82,21 +82,6 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
     headers.update({caller: {"Authorization": f"Bearer {value}"} for caller, value in tokens.items()})
     with TestClient(create_app(context), raise_server_exceptions=False) as client:
         yield Matrix(context, client, headers, list(tokens.values()))
-
-
-def requires_permissions(route: APIRoute) -> list[tuple[str, ...]]:
-    """The ``permissions`` of every dependency callable of ``route`` that has them (nested too)."""
-    found: list[tuple[str, ...]] = []
-
-    def walk(dependant: Dependant) -> None:
-        for dependency in dependant.dependencies:
-            permissions = getattr(dependency.call, "permissions", None)
-            if permissions is not None:
-                found.append(tuple(permissions))
-            walk(dependency)
-
-    walk(route.dependant)
-    return found
 
 
 def api_routes(app: Any) -> list[tuple[str, str, list[tuple[str, ...]]]]:
