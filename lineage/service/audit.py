@@ -130,7 +130,7 @@ class AuditService:
         # at once, while SQLite's busy handler would sleep the ingest writer for up to 100 ms.
         self.writer_lock = WriterLock(engine)
         self._pass_lock = threading.Lock()  # one derivation pass at a time in this process
-        self.worker = BackgroundWorker("audit-derive", self.catch_up, debounce_s=DEBOUNCE_S,
+        self.worker = BackgroundWorker("audit-derive", lambda: self.catch_up(), debounce_s=DEBOUNCE_S,
                                        idle_exit_s=IDLE_EXIT_S)
         self._upto = 0  # how far this process has derived (may run ahead of the stored watermark)
         self._stored_at = 0.0  # monotonic time the watermark was last written
