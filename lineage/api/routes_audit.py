@@ -9,22 +9,11 @@ from starlette.responses import Response
 
 from lineage.api.auth import requires
 from lineage.api.errors import ApiError, json_response
+from lineage.api.routes_read import MAX_LIMIT, instant_param
 from lineage.context import LineageContext
-from lineage.service.reads import parse_instant
 from lineage.store.audit import AUDIT_KINDS
 
 router = APIRouter(prefix="/api/v1", dependencies=[requires("admin")])
-
-MAX_LIMIT = 10_000
-
-
-def _instant(name: str, value: str | None) -> str | None:
-    if value is None or not value.strip():
-        return None
-    try:
-        return parse_instant(value)
-    except (ValueError, OverflowError) as exc:
-        raise ApiError(400, f"{name} is not an ISO-8601 date-time with a time zone: {value!r}") from exc
 
 
 @router.get(
@@ -50,7 +39,7 @@ def list_audit(
         raise ApiError(400, f"kind must be one of {', '.join(AUDIT_KINDS)}; got {kind!r}")
     context: LineageContext = request.app.state.context
     entries, total = context.audit.query(
-        namespace=namespace, name=name, kind=kind, subject=subject, since=_instant("since", since),
-        until=_instant("until", until), limit=limit, offset=offset,
+        namespace=namespace, name=name, kind=kind, subject=subject, since=instant_param("since", since),
+        until=instant_param("until", until), limit=limit, offset=offset,
     )
     return json_response({"entries": entries, "totalCount": total})

@@ -17,13 +17,12 @@ from starlette.responses import Response, StreamingResponse
 
 from lineage.api.auth import requires
 from lineage.api.errors import ApiError, json_response
-from lineage.api.routes_read import MAX_LIMIT, clearance_view
+from lineage.api.routes_read import MAX_LIMIT, clearance_view, instant_param
 from lineage.governance.principal import principal_of
 from lineage.governance.redaction import ClearanceView, redact
 from lineage.monitoring.rules import ALERT_KINDS
 from lineage.monitoring.store import deliveries_of, get_alert, query_alerts
 from lineage.monitoring.stream import StreamFull, StreamHub, StreamItem, Subscription, comment, frame
-from lineage.service.reads import parse_instant
 from lineage.store.times import now
 
 if TYPE_CHECKING:
@@ -205,12 +204,7 @@ def list_alerts(
 ) -> Response:
     if kind is not None and kind not in ALERT_KINDS:
         raise ApiError(400, f"kind must be one of {', '.join(ALERT_KINDS)}; got {kind!r}")
-    instant = None
-    if since is not None and since.strip():
-        try:
-            instant = parse_instant(since)
-        except (ValueError, OverflowError) as exc:
-            raise ApiError(400, f"since is not an ISO-8601 date-time with a time zone: {since!r}") from exc
+    instant = instant_param("since", since)
     service = monitoring_of(request)
     alerts, total = query_alerts(service.engine, rule=rule, kind=kind, since=instant, limit=limit,
                                  offset=offset)

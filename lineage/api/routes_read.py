@@ -84,7 +84,8 @@ def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
     return folded
 
 
-def _instant(name: str, value: str | None) -> str | None:
+def instant_param(name: str, value: str | None) -> str | None:
+    """A time query parameter as stored (UTC); None when absent or blank; 400 naming it otherwise."""
     # The Marquez web UI sends ``before=&after=`` when no bound is set: empty means no bound.
     if value is None or not value.strip():
         return None
@@ -209,7 +210,7 @@ def list_events(
     offset: Offset = 0,
 ) -> Response:
     ascending = _choice("sortDirection", sortDirection, ("asc", "desc")) == "asc"
-    window = {"before": _instant("before", before), "after": _instant("after", after)}
+    window = {"before": instant_param("before", before), "after": instant_param("after", after)}
     return _answer(request, lambda: _reads(request).list_events(
         **window, ascending=ascending, limit=limit, offset=offset), fragments=True)
 

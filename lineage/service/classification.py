@@ -33,8 +33,7 @@ from lineage.store import read_queries as q
 from lineage.store import schema as s
 from lineage.store.audit import AuditEntry
 from lineage.store.db import WriterLock
-from lineage.store.events import PROJECTED_KEY
-from lineage.store.graph_index import NodeNotFound, split_key
+from lineage.store.graph_index import NodeNotFound, probe_watermark, split_key
 
 log = logging.getLogger(__name__)
 
@@ -78,17 +77,6 @@ def _schema_fields(connection: Connection, keys: list[Key]) -> dict[Key, list[st
             out[(ns, name)] = [str(x["name"]) for x in fields if isinstance(x, dict) and "name" in x] \
                 if isinstance(fields, list) else []
     return out
-
-
-def _probe(connection: Connection) -> tuple[int, int]:
-    """(projection watermark, generation): derived rows carry seq <= the watermark."""
-    row = connection.execute(
-        select(
-            select(s.store_meta.c.value).where(s.store_meta.c.key == PROJECTED_KEY).scalar_subquery(),
-            select(s.store_meta.c.value).where(s.store_meta.c.key == "generation").scalar_subquery(),
-        )
-    ).one()
-    return int(row[0] or 0), int(row[1] or 0)
 
 
 class ClassificationService:
@@ -175,10 +163,10 @@ class ClassificationService:
     def ensure_fresh(self) -> None:
         """Bring the levels up to date with the store (one cheap probe when nothing changed)."""
         with self.engine.connect() as connection:
-            if _probe(connection) == self.head:
+            if probe_watermark(connection) == self.head:
                 return
             with self.lock:
-                head = _probe(connection)
+                head = probe_watermark(connection)
                 if head != self.head:
                     self._refresh(connection, head)
 

@@ -192,7 +192,7 @@ class ColumnIndex:
             self.outputs[src].add(out)
 
 
-def _probe(connection: Connection) -> tuple[int, int]:
+def probe_watermark(connection: Connection) -> tuple[int, int]:
     """(projection watermark, generation) in one round trip: derived rows carry seq <= the watermark."""
     row = connection.execute(
         select(
@@ -244,13 +244,13 @@ class GraphIndex:
         self._dirty = False  # cleared before probing: a commit after the probe marks it again
         try:
             with self.engine.connect() as connection:
-                head = _probe(connection)
+                head = probe_watermark(connection)
                 self.probes += 1
                 self._last_probe = time.monotonic()
                 if self._current(head, columns):
                     return
                 with self.lock:
-                    head = _probe(connection)  # another thread may have refreshed meanwhile
+                    head = probe_watermark(connection)  # another thread may have refreshed meanwhile
                     self._refresh(connection, head, columns)
         except BaseException:
             self._dirty = True
