@@ -3,8 +3,8 @@
 Every route declares what it needs with ``dependencies=[requires(...)]`` (routers may declare it once
 for all their routes). The auth layer resolves the caller's key to a
 :class:`~lineage.governance.principal.Principal` and puts it on the request: 401 (with
-``WWW-Authenticate``) when a non-public path is called without a valid key; ``requires`` answers 403
-when the key's role lacks the permission. Roles: producer (write events), reader (read, redacted above
+``WWW-Authenticate``) when a non-public path is called without a valid key, and when events are written
+without a producer key; ``requires`` answers 403 when the key's role lacks another permission. Roles: producer (write events), reader (read, redacted above
 its clearance), consumer (download products), admin (everything).
 """
 
@@ -148,6 +148,7 @@ _MISSING = "this route needs an API key (Authorization: Bearer <key> or X-API-Ke
 _INVALID = "the API key is not valid (unknown, revoked or malformed)"
 _CHALLENGE = b'Bearer realm="chaintrace"'
 _CHALLENGE_INVALID = b'Bearer realm="chaintrace", error="invalid_token"'
+_CHALLENGE_WRITE = b'Bearer realm="chaintrace", error="invalid_token", scope="write"'
 
 
 class AuthLayer:
@@ -182,8 +183,11 @@ class AuthLayer:
                 return
         if (path in WRITE_PATHS and scope["method"] == "POST" and principal is not None
                 and "write" not in ROLE_PERMISSIONS.get(principal.role, frozenset())):
-            await _send_json(send, 403, {"code": 403, "message":
-                                         f"a {principal.role} key may not write events; use a producer key"})
+            # The governance contract: a write without a producer key is unauthenticated *as a writer*
+            # (401 with a challenge), whatever else the key may do; other routes keep 403 for a role.
+            await _send_json(send, 401, {"code": 401, "message":
+                                         f"writing events needs a producer key; a {principal.role} key "
+                                         "is not one"}, [(b"www-authenticate", _CHALLENGE_WRITE)])
             return
         state = scope.setdefault("state", {})
         state[PRINCIPAL_STATE_KEY] = principal if principal is not None else ANONYMOUS
