@@ -94,7 +94,7 @@ def test_keys_never_appear_in_the_server_output_nor_in_answers(it: Any, server_f
             ("GET", "/api/v1/namespaces", form(tokens["revoked"]), None, 401),
             ("POST", "/api/v1/lineage", form(tokens["revoked"]), orjson.dumps(event), 401),
             ("POST", "/api/v1/lineage/batch", form(tokens["unknown"]), orjson.dumps([event]), 401),
-            ("POST", "/api/v1/lineage", form(tokens["reader"]), orjson.dumps(event), 403),
+            ("POST", "/api/v1/lineage", form(tokens["reader"]), orjson.dumps(event), 401),
             ("GET", "/api/v1/namespaces", form(tokens["producer"]), None, 403),
             ("GET", "/api/v1/audit", form(tokens["consumer"]), None, 403),
             ("GET", "/api/v1/namespaces/no-such-namespace", form(tokens["reader"]), None, 404),
