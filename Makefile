@@ -15,7 +15,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) /usr/bin/chromium
+
+# Debian's Chromium for the browser tests and the UI benchmark (see deploy/install-chromium.sh).
+/usr/bin/chromium:
+	bash deploy/install-chromium.sh
 
 test: install
 	$(BIN)/python -m pytest $(ARGS)

@@ -1,5 +1,5 @@
-"""``python -m bench [ingest|graph|rebuild|gate|lineage_overhead|demo_chain|reports ...] [--quick]``: run the
-benchmarks and print a summary."""
+"""``python -m bench [SECTION ...] [--quick]``: run the benchmarks (all sections, or the ones named: ingest,
+graph, rebuild, gate, lineage_overhead, demo_chain, reports, ui, alerts, backfill) and print a summary."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from typing import Any
 
 from bench.common import log
 
-SECTIONS = ("ingest", "graph", "rebuild", "gate", "lineage_overhead", "demo_chain", "reports")
+SECTIONS = ("ingest", "graph", "rebuild", "gate", "lineage_overhead", "demo_chain", "reports", "ui", "alerts",
+            "backfill")
 
 
 def _runner(name: str) -> Callable[..., dict[str, Any]]:

@@ -16,7 +16,8 @@ from typing import Any
 from bench.common import LATEST, ROOT, target_line
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
-ORDER = ("ingest", "graph", "rebuild", "gate", "lineage_overhead", "demo_chain", "reports")
+ORDER = ("ingest", "graph", "rebuild", "gate", "lineage_overhead", "demo_chain", "reports", "ui", "alerts",
+         "backfill")
 TITLES = {
     "ingest": "A. Ingest",
     "graph": "B. Graph queries",
@@ -25,6 +26,9 @@ TITLES = {
     "lineage_overhead": "F. Lineage overhead per task",
     "demo_chain": "G. The whole demo chain",
     "reports": "H. Quality reports",
+    "ui": "I. Lineage UI in a browser",
+    "alerts": "J. Alerts to webhooks",
+    "backfill": "K. Backfill on Celery",
 }
 
 
