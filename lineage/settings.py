@@ -60,6 +60,10 @@ class LineageSettings(BaseSettings):
     policy_file: Path | None = Field(
         default=None, description="Governance policy YAML (levels, k, jurisdictions); default: the chain's."
     )
+    airflow_url: str | None = Field(
+        default=None, description="Base URL of Airflow's UI (e.g. http://127.0.0.1:8080): the web UI's run "
+        "view links each DAG run and task there; unset: no links."
+    )
 
     def resolved_db_url(self) -> str:
         """The store URL: ``db_url`` when set, else a SQLite file under the data root."""

@@ -1,5 +1,5 @@
 """Airflow UI plugin: a "Lineage" tab on every DAG and a "Lineage service" link in Airflow's Browse menu,
-both pointing at chaintrace's lineage service.
+both pointing at the lineage service's web UI (the DAG's graph, and the UI's start page).
 
 Airflow 3 renders an external view of destination ``dag`` as a tab of the DAG page (``url_route`` is
 required for that: the tab lives at ``/dags/<dag_id>/plugin/<url_route>``) whose iframe loads ``href``
@@ -10,8 +10,8 @@ Where the links point: ``CHAINTRACE_LINEAGE_UI_URL`` (default ``http://127.0.0.1
 service's default address). The job namespace is the one the OpenLineage provider stamps on the chain's
 jobs (``[openlineage] namespace``, ``chaintrace`` in ``chaintrace_cli.airflow_stack``). Both are read
 when Airflow instantiates the plugin, not at import: Airflow imports this module in every process, and
-importing it does no I/O and pulls in nothing but the plugin base class and ``chaintrace_chain.zones``
-(standard library only).
+importing it does no I/O and pulls in nothing but the plugin base class (the chain's stage names come
+from ``chaintrace_chain.zones`` when the links are built, since that module now reaches storage code).
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from airflow.plugins_manager import AirflowPlugin
-
-from chaintrace_chain.zones import STAGES
 
 URL_ENV = "CHAINTRACE_LINEAGE_UI_URL"
 DEFAULT_URL = "http://127.0.0.1:5000"
@@ -61,18 +59,21 @@ def job_namespace() -> str:
 def dag_lineage_href(base_url: str, namespace: str) -> str:
     """The href template of a DAG's lineage tab; Airflow's UI substitutes ``{DAG_ID}``.
 
-    The chain's OpenLineage job names are ``<dag_id>.<task_id>`` with task ids ``<stage>.run`` and
-    ``<stage>.gate``; the graph around the first stage's run job spans the whole DAG.
-    Until the lineage web UI exists this is the service's JSON graph route (``GET /api/v1/lineage``);
-    then it becomes ``{base_url}/#/dag/{DAG_ID}``.
+    The lineage web UI served at ``/``: its graph view (``#/graph?nodeId=...``) around the DAG's first
+    job. The chain's OpenLineage job names are ``<dag_id>.<task_id>`` with task ids ``<stage>.run`` and
+    ``<stage>.gate``; the graph around the first stage's run job spans the whole DAG. The view's
+    parameters sit in the URL fragment, which the browser never sends: the page reads them and calls
+    the API with the key it keeps (the iframe asks for one once per browser tab).
     """
-    node_prefix = quote(f"job:{namespace}:", safe=":")
-    return f"{base_url}/api/v1/lineage?nodeId={node_prefix}{{DAG_ID}}.{STAGES[0]}.run&depth={GRAPH_DEPTH}"
+    from chaintrace_chain.zones import STAGES  # here, not at import (see the module docstring)
+
+    node_id = quote(f"job:{namespace}:", safe=":") + "{DAG_ID}" + f".{STAGES[0]}.run"
+    return f"{base_url}/#/graph?nodeId={node_id}&depth={GRAPH_DEPTH}&direction=both"
 
 
 def service_href(base_url: str) -> str:
-    """The global link. Until the web UI is served at ``/``, the service's API docs (public, no key)."""
-    return f"{base_url}/docs"
+    """The global link: the lineage web UI's start page (it asks for an API key)."""
+    return f"{base_url}/"
 
 
 def external_views(base_url: str, namespace: str) -> list[dict[str, Any]]:

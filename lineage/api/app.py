@@ -18,6 +18,7 @@ from lineage.api import (
     routes_products,
     routes_read,
     routes_reports,
+    routes_ui,
 )
 from lineage.api.auth import AuthLayer, install_openapi_security
 from lineage.api.errors import install_error_handlers, json_response
@@ -84,6 +85,8 @@ def create_app(context: LineageContext | None = None, settings: LineageSettings 
     app.include_router(routes_audit.router)
     app.include_router(routes_monitoring.router)
     app.include_router(routes_reports.router)
+    app.include_router(routes_ui.router)
+    routes_ui.install_ui(app)
 
     @app.get("/healthz", tags=["Service"], summary="Liveness, and how far the graph is behind the log")
     def healthz() -> Response:

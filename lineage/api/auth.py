@@ -4,8 +4,9 @@ Every route declares what it needs with ``dependencies=[requires(...)]`` (router
 for all their routes). The auth layer resolves the caller's key to a
 :class:`~lineage.governance.principal.Principal` and puts it on the request: 401 (with
 ``WWW-Authenticate``) when a non-public path is called without a valid key, and when events are written
-without a producer key; ``requires`` answers 403 when the key's role lacks another permission. Roles: producer (write events), reader (read, redacted above
-its clearance), consumer (download products), admin (everything).
+without a producer key; ``requires`` answers 403 when the key's role lacks another permission. Roles:
+producer (write events), reader (read, redacted above its clearance), consumer (download products),
+admin (everything).
 """
 
 from __future__ import annotations
@@ -125,8 +126,10 @@ def install_openapi_security(app: FastAPI) -> None:
 
 # -- the auth layer (pure ASGI, outermost: the ingest fast path sits inside it) -----------------------
 
-#: Paths anyone may call: liveness and the API description.
-PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+#: Paths anyone may call: liveness, the API description and the web UI's page (it holds no data).
+PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/"})
+#: Path prefixes anyone may call: the web UI's static assets (every data call they make needs a key).
+PUBLIC_PREFIXES = ("/ui/",)
 #: Paths the ingest fast path answers before FastAPI's routing (so before ``requires`` could run).
 WRITE_PATHS = frozenset({"/api/v1/lineage", "/api/v1/lineage/batch"})
 
@@ -177,7 +180,7 @@ class AuthLayer:
         else:
             token = bearer_token(scope["headers"])
             principal = None if token is None else await self._principal(token)
-            if principal is None and path not in PUBLIC_PATHS:
+            if principal is None and path not in PUBLIC_PATHS and not path.startswith(PUBLIC_PREFIXES):
                 await _send_json(send, 401, {"code": 401, "message": _MISSING if token is None else _INVALID},
                                  [(b"www-authenticate", _CHALLENGE if token is None else _CHALLENGE_INVALID)])
                 return

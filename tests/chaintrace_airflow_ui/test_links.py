@@ -1,5 +1,6 @@
 """The plugin's links: base URL from the environment, the DAG tab's href template rendered the way
-Airflow's UI renders it, and the lineage service answering the rendered link with the DAG's chain."""
+Airflow's UI renders it (the web UI's graph view: parameters in the URL fragment), and the lineage service
+answering the rendered link: the page, and the graph call the page makes with them."""
 
 from __future__ import annotations
 
@@ -26,6 +27,12 @@ EXPECTED_EVENTS = Path(__file__).resolve().parents[1] / "e2e" / "expected_events
 def render(href: str, dag_id: str) -> str:
     """What Airflow's UI does with a non-nav external view: replaceAll('{DAG_ID}', encodeURIComponent(id))."""
     return href.replace("{DAG_ID}", quote(dag_id, safe="-_.!~*'()"))
+
+
+def view_params(url: str) -> tuple[str, dict[str, list[str]]]:
+    """The web UI's view and parameters from a rendered link (``.../#/graph?nodeId=...``)."""
+    route, _, query = urlsplit(url).fragment.partition("?")
+    return route, parse_qs(query, strict_parsing=True)
 
 
 def first_task_job(dag_id: str) -> dict[str, str]:
@@ -73,22 +80,24 @@ def test_credentials_in_the_base_url_are_refused_without_echoing_them(ui: Module
 def test_dag_tab_renders_to_the_graph_of_the_dags_first_job(ui: ModuleType, dag_id: str) -> None:
     href = ui.dag_lineage_href("http://lineage.example.org:5123", "chaintrace")
     url = urlsplit(render(href, dag_id))
-    assert (url.scheme, url.netloc, url.path) == ("http", "lineage.example.org:5123", "/api/v1/lineage")
-    query = parse_qs(url.query, strict_parsing=True)
-    assert query == {"nodeId": [f"job:chaintrace:{dag_id}.collect.run"], "depth": ["20"]}
+    assert (url.scheme, url.netloc, url.path, url.query) == ("http", "lineage.example.org:5123", "/", "")
+    route, query = view_params(render(href, dag_id))
+    assert route == "/graph"
+    assert query == {"nodeId": [f"job:chaintrace:{dag_id}.collect.run"], "depth": ["20"],
+                     "direction": ["both"]}
 
 
 def test_dag_tab_targets_the_job_the_chain_really_emits(ui: ModuleType) -> None:
     job = first_task_job("flights")
     href = ui.dag_lineage_href("http://127.0.0.1:5000", job["namespace"])
-    node_id = parse_qs(urlsplit(render(href, "flights")).query)["nodeId"]
+    node_id = view_params(render(href, "flights"))[1]["nodeId"]
     assert node_id == [f"job:{job['namespace']}:{job['name']}"]
 
 
 def test_namespace_and_dag_id_are_url_encoded(ui: ModuleType) -> None:
     href = ui.dag_lineage_href("http://127.0.0.1:5000", "team a&b#1")
-    assert "{DAG_ID}" in href and " " not in href and "#" not in href
-    query = parse_qs(urlsplit(render(href, "odd&dag")).query)
+    assert "{DAG_ID}" in href and " " not in href and href.count("#") == 1  # the fragment's own
+    query = view_params(render(href, "odd&dag"))[1]
     assert query["nodeId"] == ["job:team a&b#1:odd&dag.collect.run"]
 
 
@@ -103,7 +112,7 @@ def test_external_views_are_a_dag_tab_and_a_browse_link(ui: ModuleType) -> None:
     # No url_route: Airflow shows a plain link to the service instead of an iframe page of its own.
     assert "url_route" not in link
     assert (link["name"], link["category"], link["href"]) == (
-        "Lineage service", "browse", "http://lineage.example.org/docs"
+        "Lineage service", "browse", "http://lineage.example.org/"
     )
 
 
@@ -146,11 +155,15 @@ def test_the_rendered_links_answer_with_the_dags_chain(ui: ModuleType, open_serv
     assert response.status_code == 200, response.text
 
     views = {view["destination"]: view for view in ui.external_views("http://testserver", "chaintrace")}
-    url = urlsplit(render(views["dag"]["href"], "flights"))
-    response = open_service.get(f"{url.path}?{url.query}")
+    rendered = render(views["dag"]["href"], "flights")
+    page = open_service.get(urlsplit(rendered).path)
+    assert page.status_code == 200 and '<script type="module" src="/ui/js/main.js">' in page.text
+    # What the page then asks for, with the fragment's parameters.
+    _, query = view_params(rendered)
+    response = open_service.get("/api/v1/ui/graph", params={k: v[0] for k, v in query.items()})
     assert response.status_code == 200, response.text
-    jobs = {node["id"] for node in response.json()["graph"] if node["type"] == "JOB"}
+    jobs = {node["id"] for node in response.json()["nodes"] if node["kind"] == "job"}
     assert jobs == {f"job:chaintrace:flights.{step}" for step in ("collect.run", "collect.gate", "store.run")}
 
-    docs = open_service.get(urlsplit(views["nav"]["href"]).path)
-    assert docs.status_code == 200 and "text/html" in docs.headers["content-type"]
+    start = open_service.get(urlsplit(views["nav"]["href"]).path)
+    assert start.status_code == 200 and "text/html" in start.headers["content-type"]
