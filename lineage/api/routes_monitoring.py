@@ -220,7 +220,9 @@ def list_alerts(
     summary="Webhook deliveries of an alert",
     description="Every attempt to POST the alert to a webhook, oldest first: the webhook (scheme, host "
     "and port, and the first hex digits of the URL's SHA-256), the attempt number, when, the HTTP status "
-    "(none when there was no answer), whether it was delivered, and the error.",
+    "(none when there was no answer), whether it was delivered, the error, and its `state`: `queued` (owed, "
+    "not tried yet), `sending` (under way), `delivered`, `retry` (failed; another attempt is due, also "
+    "after a restart of the service) or `failed` (given up).",
     responses={404: {"description": "No such alert"}},
 )
 def alert_deliveries(request: Request, alert_id: int) -> Response:

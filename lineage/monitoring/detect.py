@@ -7,24 +7,19 @@ Messages never name a dataset or a column: names travel in structured fields (``
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection
 
+from lineage.monitoring.late import ScheduleCache, late_jobs
 from lineage.monitoring.rules import AlertKind, AlertRules
 from lineage.monitoring.store import NewAlert
-from lineage.store import schema as s
-from lineage.store.event_facets import load_run_facets
 from lineage.store.projector import run_key
-from lineage.store.times import format_time
 
 Key = tuple[str, str]
-Fields = dict[str, str | None]  # column (nested ones dotted) -> type (None when not given)
 
 FAILED_TYPES = frozenset({"FAIL", "ABORT"})
 _TEXT_MAX = 1_000
@@ -44,6 +39,7 @@ class Finding:
     details: dict[str, Any] = field(default_factory=dict)
     event_id: int | None = None
     event_time: str | None = None
+    rule: str | None = None  # the one rule this finding is for (data_late: intervals differ per rule)
 
 
 def alerts_for(rules: AlertRules, findings: Iterable[Finding]) -> list[NewAlert]:
@@ -54,6 +50,8 @@ def alerts_for(rules: AlertRules, findings: Iterable[Finding]) -> list[NewAlert]
         namespaces = ([finding.job[0]] if finding.job else []) + [ns for ns, _ in datasets]
         job_name = finding.job[1] if finding.job else None
         for rule in rules.of_kind(finding.kind):
+            if finding.rule is not None and rule.name != finding.rule:
+                continue
             if not rule.match.matches(namespaces, job_name, [name for _, name in datasets]):
                 continue
             out.append(NewAlert(
@@ -130,7 +128,7 @@ def _failed_assertions(ds: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
 
 
 def event_findings(event_id: int, event_time: str, event: Any) -> list[Finding]:
-    """Gate and run failures an event reports (schema changes need the store: :class:`SchemaWatch`)."""
+    """Gate and run failures an event reports (schema changes: :mod:`lineage.monitoring.schemas`)."""
     if not isinstance(event, dict):
         return []
     job_d, run_d = _dict(event.get("job")), _dict(event.get("run"))
@@ -165,144 +163,6 @@ def event_findings(event_id: int, event_time: str, event: Any) -> list[Finding]:
     return findings
 
 
-# -- schema changes ---------------------------------------------------------------------------------
-
-def schema_fields(facets: Any) -> Fields | None:
-    """Columns of a ``schema`` facet (nested ones as ``parent.child``) and their types; None without one."""
-    schema = _dict(_dict(facets).get("schema"))
-    if not isinstance(schema.get("fields"), list):
-        return None
-    out: Fields = {}
-
-    def walk(items: list[Any], prefix: str) -> None:
-        for item in items:
-            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-                continue
-            name = prefix + item["name"]
-            kind = item.get("type")
-            out[name] = kind.strip() if isinstance(kind, str) and kind.strip() else None
-            if isinstance(item.get("fields"), list):
-                walk(item["fields"], name + ".")
-
-    walk(schema["fields"], "")
-    return out
-
-
-def incompatible(previous: Fields, current: Fields) -> list[dict[str, Any]]:
-    """Columns removed, or whose type changed (types compared case-blind; a missing type is no change)."""
-    changes: list[dict[str, Any]] = []
-    for name, old in previous.items():
-        if name not in current:
-            changes.append({"field": name, "change": "removed", "from": old, "to": None})
-            continue
-        new = current[name]
-        if old is not None and new is not None and old.lower() != new.lower():
-            changes.append({"field": name, "change": "type_changed", "from": old, "to": new})
-    return changes
-
-
-@dataclass
-class _Seen:
-    event_time: str
-    run_id: str
-    fields: Fields
-    raw: list[Any]  # the facet's fields as sent: compared first, as most versions repeat it
-    previous: Fields | None  # the version before this one, as this one was compared with
-    previous_run: str | None
-
-
-class SchemaWatch:
-    """Compares each new dataset version's schema with the version before it.
-
-    The newest schema of recently seen datasets is kept in memory, so events in order cost no query;
-    an event older than what is remembered, or a dataset not seen yet, asks the store (the newest
-    older version of the dataset with a schema, through its run's events). :meth:`forget` drops the
-    memory when this process has not seen every event since (another process derived some).
-    """
-
-    def __init__(self, capacity: int = 10_000, lookback: int = 5) -> None:
-        self.capacity = capacity
-        self.lookback = lookback
-        self._seen: OrderedDict[Key, _Seen] = OrderedDict()
-
-    def forget(self) -> None:
-        self._seen.clear()
-
-    def findings(self, connection: Connection, event_id: int, event_time: str, event: Any) -> list[Finding]:
-        if not isinstance(event, dict):
-            return []
-        run_value = _dict(event.get("run")).get("runId")
-        job_d = _dict(event.get("job"))
-        if run_value is None:
-            return []
-        run_id = run_key(run_value)
-        job: Key | None = ((job_d["namespace"], job_d["name"]) if isinstance(job_d.get("namespace"), str)
-                           and isinstance(job_d.get("name"), str) else None)
-        out: list[Finding] = []
-        for ds in _datasets(event, "outputs"):
-            raw = _dict(_dict(ds.get("facets")).get("schema")).get("fields")
-            if not isinstance(raw, list):
-                continue
-            key: Key = (ds["namespace"], ds["name"])
-            seen = self._seen.get(key)
-            if (seen is not None and seen.raw == raw and seen.run_id != run_id
-                    and event_time >= seen.event_time):
-                # Most versions repeat the schema of the one before: nothing to compare.
-                self._seen[key] = _Seen(event_time, run_id, seen.fields, raw, seen.fields, seen.run_id)
-                self._seen.move_to_end(key)
-                continue
-            fields = schema_fields(ds.get("facets")) or {}
-            previous, previous_run = self._previous(connection, key, run_id, event_time, fields, raw)
-            changes = incompatible(previous, fields) if previous is not None else []
-            if not changes:
-                continue
-            removed = sum(1 for c in changes if c["change"] == "removed")
-            out.append(Finding(
-                kind="schema_changed", subject=f"dataset:{key[0]}:{key[1]}", dataset=key, job=job,
-                run_id=run_id, event_id=event_id, event_time=event_time,
-                message=f"schema changed incompatibly: {removed} column(s) removed, "
-                        f"{len(changes) - removed} type(s) changed versus the previous version",
-                details={"previousRunId": previous_run, "columns": changes}))
-        return out
-
-    def _previous(self, connection: Connection, key: Key, run_id: str, event_time: str,
-                  fields: Fields, raw: list[Any]) -> tuple[Fields | None, str | None]:
-        seen = self._seen.get(key)
-        if seen is not None and seen.run_id == run_id:
-            seen.fields, seen.raw = fields, raw  # a later event of the same run: same previous version
-            self._seen.move_to_end(key)
-            return seen.previous, seen.previous_run
-        previous: Fields | None
-        previous_run: str | None
-        if seen is not None and event_time >= seen.event_time:
-            previous, previous_run = seen.fields, seen.run_id
-        else:
-            previous, previous_run = self._stored_previous(connection, key, run_id, event_time)
-        if seen is None or event_time >= seen.event_time:
-            self._seen[key] = _Seen(event_time, run_id, fields, raw, previous, previous_run)
-            self._seen.move_to_end(key)
-            while len(self._seen) > self.capacity:
-                self._seen.popitem(last=False)
-        return previous, previous_run
-
-    def _stored_previous(self, connection: Connection, key: Key, run_id: str,
-                         event_time: str) -> tuple[Fields | None, str | None]:
-        v = s.dataset_versions
-        runs = [str(r) for r in connection.execute(
-            select(v.c.run_id).where(v.c.namespace == key[0], v.c.name == key[1], v.c.run_id != run_id,
-                                     v.c.created_at <= event_time)
-            .order_by(v.c.created_at.desc()).limit(self.lookback)).scalars()]
-        if not runs:
-            return None, None
-        facets = load_run_facets(connection, runs)
-        for previous_run in runs:
-            merged = facets.get(run_key(previous_run))
-            fields = schema_fields(merged.outputs.get(key)) if merged is not None else None
-            if fields is not None:
-                return fields, previous_run
-        return None, None
-
-
 # -- the audit log ----------------------------------------------------------------------------------
 
 def violation_finding(row: Any) -> Finding:
@@ -330,55 +190,19 @@ def violation_finding(row: Any) -> Finding:
 
 # -- the clock --------------------------------------------------------------------------------------
 
-def late_findings(connection: Connection, rules: AlertRules, now_s: float) -> list[Finding]:
-    """Jobs matched by a data_late rule with no COMPLETE run within the rule's expected interval.
+def late_findings(connection: Connection, rules: AlertRules, now_s: float,
+                  schedules: ScheduleCache | None = None) -> list[Finding]:
+    """Jobs late by a data_late rule (see :mod:`lineage.monitoring.late`), one finding per rule.
 
-    A job's clock starts at its last COMPLETE run's end, or, when it never completed, when it was first
-    seen. The last complete run is part of the alert's key: one alert per late spell.
+    The last complete run is part of the alert's key: one alert per late spell.
     """
-    late_rules = rules.of_kind("data_late")
-    if not late_rules:
-        return []
-    j, r = s.jobs, s.runs
     out: list[Finding] = []
-    jobs = connection.execute(select(j.c.namespace, j.c.name, j.c.created_at)).all()
-    for rule in late_rules:
-        assert rule.expected_interval_s is not None
-        cutoff = format_time_s(now_s - rule.expected_interval_s)
-        for namespace, name, created_at in jobs:
-            if not rule.match.matches([namespace], name, []):
-                continue
-            last = connection.execute(
-                select(r.c.run_id, r.c.ended_at).where(
-                    r.c.job_namespace == namespace, r.c.job_name == name, r.c.state == "COMPLETED",
-                    r.c.ended_at == select(func.max(r.c.ended_at)).where(
-                        r.c.job_namespace == namespace, r.c.job_name == name,
-                        r.c.state == "COMPLETED").scalar_subquery())
-                .order_by(r.c.run_id).limit(1)).first()
-            since = last.ended_at if last is not None else created_at
-            if since is None or since >= cutoff:
-                continue
-            out.append(Finding(
-                kind="data_late", subject=f"job:{namespace}:{name}", job=(namespace, name),
-                run_id=last.run_id if last is not None else "never-completed",
-                message=(f"no COMPLETE run within the expected {describe_interval(rule.expected_interval_s)}"
-                         + ("" if last is not None else " (never completed)")),
-                details={"lastCompleteRunId": last.run_id if last is not None else None,
-                         "lastCompleteAt": since if last is not None else None, "firstSeen": created_at,
-                         "expectedIntervalSeconds": rule.expected_interval_s},
-                event_time=since))
+    for rule, late in late_jobs(connection, rules, now_s, schedules or ScheduleCache()):
+        out.append(Finding(
+            kind="data_late", subject=f"job:{late.namespace}:{late.name}", job=(late.namespace, late.name),
+            run_id=late.last_run if late.last_run is not None else "never-completed",
+            message=late.message, details=late.details(), event_time=late.since, rule=rule.name))
     return out
-
-
-def format_time_s(epoch_s: float) -> str:
-    return format_time(datetime.fromtimestamp(epoch_s, UTC))
-
-
-def describe_interval(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
 
 
 def dedupe(findings: Sequence[Finding]) -> list[Finding]:

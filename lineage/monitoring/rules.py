@@ -14,10 +14,17 @@ rules:
     severity: critical      # info | warning | error | critical
     webhooks: ["https://hooks.example.org/${HOOK_TOKEN}"]
   - name: chain-late
-    kind: data_late
+    kind: data_late         # no COMPLETE run within the interval of the DAG's schedule (plus grace)
     match: {job: [flights, covid_testing]}
     expected_interval: 26h  # data_late only: seconds, or 90s / 15m / 26h / 2d / 1h30m
+    interval_source: schedule   # schedule (default): the DAG's schedule, as its Airflow events carry
+                                # it; expected_interval for DAGs whose events carry none.
+                                # rule: always expected_interval (an override)
+    grace: 2h               # added to a schedule's interval (default: a tenth of the interval)
 ```
+
+A ``data_late`` rule with ``interval_source: schedule`` and no ``expected_interval`` checks only jobs
+whose events carry a time-based schedule (see :mod:`lineage.monitoring.late`).
 
 ``${NAME}`` in a webhook URL is replaced by the environment variable NAME, so that a URL holding a secret
 need not be in git. A file that cannot be read or does not validate raises :class:`RulesError` naming the
@@ -149,8 +156,10 @@ class Rule(_Strict):
     severity: Severity = "warning"
     webhooks: tuple[str, ...] = ()
     expected_interval_s: float | None = Field(default=None, alias="expected_interval")
+    interval_source: Literal["schedule", "rule"] | None = None  # data_late only; None: schedule
+    grace_s: float | None = Field(default=None, alias="grace")
 
-    @field_validator("expected_interval_s", mode="before")
+    @field_validator("expected_interval_s", "grace_s", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float | None:
         return None if value is None else parse_duration(value)
@@ -176,11 +185,19 @@ class Rule(_Strict):
 
     @model_validator(mode="after")
     def _interval_for_late_only(self) -> Rule:
-        if self.kind == "data_late" and self.expected_interval_s is None:
-            raise ValueError("a data_late rule needs expected_interval (e.g. 26h)")
-        if self.kind != "data_late" and self.expected_interval_s is not None:
-            raise ValueError(f"expected_interval applies to data_late rules only, not {self.kind}")
+        if self.kind == "data_late" and self.interval_source == "rule" and self.expected_interval_s is None:
+            raise ValueError("a data_late rule with interval_source: rule needs expected_interval (e.g. 26h)")
+        if self.kind != "data_late":
+            for key, value in (("expected_interval", self.expected_interval_s),
+                               ("interval_source", self.interval_source), ("grace", self.grace_s)):
+                if value is not None:
+                    raise ValueError(f"{key} applies to data_late rules only, not {self.kind}")
         return self
+
+    @property
+    def uses_schedule(self) -> bool:
+        """Does the DAG's schedule set the interval (the rule's expected_interval being the fallback)?"""
+        return self.interval_source != "rule"
 
 
 class WebhookPolicy(_Strict):

@@ -30,14 +30,17 @@ from sqlalchemy import Connection, Engine, event, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from lineage.monitoring import detect
+from lineage.monitoring.late import ScheduleCache
 from lineage.monitoring.rules import AlertRules, load_rules
-from lineage.monitoring.store import NewAlert, alert_json, alerts, insert_alerts, max_id
+from lineage.monitoring.schemas import SchemaWatch
+from lineage.monitoring.store import NewAlert, alert_json, alerts, insert_alerts, max_id, queue_deliveries
 from lineage.monitoring.stream import StreamHub
 from lineage.monitoring.webhooks import WebhookSender
 from lineage.service.background import BackgroundWorker
 from lineage.store import schema as s
 from lineage.store.db import WriterLock
 from lineage.store.events import projected_upto
+from lineage.store.times import now
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +117,8 @@ class MonitoringService:
         self.hub = StreamHub(buffer_size)
         self.webhooks = WebhookSender(engine, self.rules.webhook, transport=transport)
         self.writer_lock = WriterLock(engine)
-        self.schema_watch = detect.SchemaWatch()
+        self.schema_watch = SchemaWatch()
+        self.schedules = ScheduleCache()
         self._lookback = PG_LOOKBACK_IDS if engine.dialect.name == "postgresql" else 0
         self._pass_lock = threading.Lock()
         # Started: the worker runs until close (the clock drives data_late). Else (woken by commits
@@ -138,11 +142,11 @@ class MonitoringService:
         self._schema_kind = "schema_changed" in kinds
         self._violation_kind = "policy_violation" in kinds
         e = s.events
-        # What may raise an alert of the rules' kinds; the database filters by it, in C.
+        # What may raise a gate or run alert; the database filters by it, in C. Schema changes: the
+        # database picks the outputs' schema facets out of the payloads (lineage.monitoring.schemas).
         self._candidates = [
             *([e.c.event_type.in_(sorted(detect.FAILED_TYPES))] if self._run_kinds else []),
             *([e.c.payload.contains("dataQualityAssertions")] if "gate_failed" in kinds else []),
-            *([e.c.payload.contains('"schema"')] if self._schema_kind else []),
         ]
         self.raised = 0  # alerts this process stored (tests, logs)
         # The context disposes the engine when it closes: stop then at the latest (without writing:
@@ -157,7 +161,11 @@ class MonitoringService:
 
     def start(self) -> None:
         """Start the worker: it derives what a previous process left, then follows the store (and the
-        clock, for data_late) until :meth:`close`."""
+        clock, for data_late) until :meth:`close`; and resume the webhook deliveries left unfinished."""
+        try:
+            self.webhooks.resume(self.rules)
+        except Exception:  # the rows stay: the next start tries again
+            log.exception("could not resume the unfinished webhook deliveries")
         self.worker.start(keep_running=True)
 
     def close(self, *, store_watermarks: bool = True) -> None:
@@ -207,7 +215,7 @@ class MonitoringService:
             return 0
         with self._pass_lock:
             with self.engine.connect() as connection:
-                findings = detect.late_findings(connection, self.rules, self.clock())
+                findings = detect.late_findings(connection, self.rules, self.clock(), self.schedules)
             return self._raise(detect.alerts_for(self.rules, findings), {})
 
     def _know_positions(self) -> None:
@@ -258,8 +266,8 @@ class MonitoringService:
                     assertions = "dataQualityAssertions" in payload
                     if self._run_kinds and (assertions or event.get("eventType") in detect.FAILED_TYPES):
                         findings += detect.event_findings(event_id, event_time, event)
-                    if self._schema_kind and '"schema"' in payload:
-                        findings += self.schema_watch.findings(connection, event_id, event_time, event)
+            if self._schema_kind and high > derived:
+                findings += self.schema_watch.findings(connection, derived, high)
         self.hub.publish(items)
         self._stream_pos = max(self._stream_pos, high)
         new_alerts = detect.alerts_for(self.rules, detect.dedupe(findings))
@@ -331,6 +339,10 @@ class MonitoringService:
             try:
                 with self.writer_lock.hold(), self.engine.begin() as connection:
                     stored = insert_alerts(connection, candidates)
+                    # Owed from the start: a service stopping before the first attempt leaves a row the
+                    # next start resumes.
+                    queue_deliveries(connection, [(int(body["id"]), url) for body, alert in stored
+                                                  for url in alert.webhooks], now())
                     for key, value in watermarks.items():
                         write_meta(connection, key, value)
                 self._stored_at = time.monotonic()

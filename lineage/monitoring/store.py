@@ -1,8 +1,14 @@
-"""Stored alerts and webhook deliveries (tables on the store's one MetaData; migration 0003).
+"""Stored alerts and webhook deliveries (tables on the store's one MetaData; migrations 0003, 0004).
 
 Neither table is derived from the raw events: a graph rebuild leaves them alone. An alert is written
 once per rule, subject and run (``dedup_key``, a SHA-256 of the three), so deriving the same events
 again (a restart, a second service process) writes nothing twice.
+
+A delivery owed to a webhook is a row from the moment its alert is stored (``queued``, in the alert's
+transaction), and every attempt is a row claimed before its POST (``sending``; one row per alert, webhook
+and attempt, unique), then closed as ``delivered``, ``retry`` (another attempt is due) or ``failed``
+(final). A service that starts picks up the queued and retrying ones; the unique claim makes sure no
+two processes make the same attempt.
 """
 
 from __future__ import annotations
@@ -71,8 +77,16 @@ webhook_deliveries = Table(
     Column("ok", Boolean, nullable=False),
     Column("error", Text, nullable=True),
     Column("duration_ms", Integer, nullable=True),
+    Column("state", String(16), nullable=False, server_default="failed"),  # see DELIVERY_STATES
     Index("ix_webhook_deliveries_alert", "alert_id", "id"),
+    Index("ux_webhook_deliveries_attempt", "alert_id", "url_sha256", "attempt", unique=True),
+    Index("ix_webhook_deliveries_state", "state"),
 )
+
+#: queued: owed, no attempt yet; sending: an attempt under way (claimed); delivered; retry: the attempt
+#: failed and another is due; failed: given up (a refusal, the last attempt, or a webhook no rule names).
+DELIVERY_STATES = ("queued", "sending", "delivered", "retry", "failed")
+OPEN_STATES = ("queued", "sending", "retry")
 
 _NAME_MAX = 1024
 
@@ -216,14 +230,99 @@ class Attempt:
     duration_ms: int | None
 
 
-def record_attempt(connection: Connection, attempt: Attempt) -> None:
+def url_sha256(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()
+
+
+def queue_deliveries(connection: Connection, owed: Sequence[tuple[int, str]], at: str) -> None:
+    """Rows of deliveries owed, (alert id, URL) each, before any attempt (in the alert's transaction)."""
     from lineage.monitoring.rules import display_url
 
-    connection.execute(insert(webhook_deliveries).values(
-        alert_id=attempt.alert_id, url=display_url(attempt.url),
-        url_sha256=hashlib.sha256(attempt.url.encode()).hexdigest(), attempt=attempt.attempt,
+    if owed:
+        connection.execute(insert(webhook_deliveries), [
+            {"alert_id": alert_id, "url": display_url(url), "url_sha256": url_sha256(url), "attempt": 1,
+             "attempted_at": at, "status_code": None, "ok": False, "error": None, "duration_ms": None,
+             "state": "queued"} for alert_id, url in owed])
+
+
+def claim_attempt(connection: Connection, alert_id: int, url: str, attempt: int, at: str) -> bool:
+    """Take attempt ``attempt`` of a delivery before making it; False when it is not this caller's to
+    make (another process claimed it, or it was never owed). Attempt 1 turns the queued row into the
+    claim; a later attempt inserts its row, which the unique index lets only one process do (the caller
+    runs this in a transaction of its own: the IntegrityError of a lost race ends it)."""
+    from lineage.monitoring.rules import display_url
+
+    d = webhook_deliveries
+    if attempt == 1:
+        claimed = connection.execute(
+            d.update().where(d.c.alert_id == alert_id, d.c.url_sha256 == url_sha256(url), d.c.attempt == 1,
+                             d.c.state == "queued").values(state="sending", attempted_at=at))
+        return bool(claimed.rowcount == 1)
+    connection.execute(insert(d).values(
+        alert_id=alert_id, url=display_url(url), url_sha256=url_sha256(url), attempt=attempt,
+        attempted_at=at, status_code=None, ok=False, error=None, duration_ms=None, state="sending"))
+    return True
+
+
+def finish_attempt(connection: Connection, attempt: Attempt, state: str) -> None:
+    """Close a claimed attempt with its answer; ``state``: delivered, retry or failed."""
+    d = webhook_deliveries
+    connection.execute(d.update().where(
+        d.c.alert_id == attempt.alert_id, d.c.url_sha256 == url_sha256(attempt.url),
+        d.c.attempt == attempt.attempt).values(
         attempted_at=attempt.attempted_at, status_code=attempt.status_code, ok=attempt.ok,
-        error=None if attempt.error is None else attempt.error[:2_000], duration_ms=attempt.duration_ms))
+        error=None if attempt.error is None else attempt.error[:2_000], duration_ms=attempt.duration_ms,
+        state=state))
+
+
+@dataclass(frozen=True)
+class OpenDelivery:
+    """The newest row of a delivery not finished: what a starting service resumes."""
+
+    alert: dict[str, Any]
+    url_sha256: str
+    attempt: int
+    attempted_at: str
+    state: str
+
+
+def open_deliveries(connection: Connection) -> list[OpenDelivery]:
+    """Deliveries whose newest row is queued, sending or retry, with their alerts, oldest first."""
+    d = webhook_deliveries
+    rows = connection.execute(select(d.c.alert_id, d.c.url_sha256, d.c.attempt, d.c.attempted_at, d.c.state)
+                              .where(d.c.state.in_(OPEN_STATES)).order_by(d.c.id)).all()
+    newest: dict[tuple[int, str], Any] = {}
+    for row in rows:
+        key = (int(row.alert_id), row.url_sha256)
+        if key not in newest or row.attempt > newest[key].attempt:
+            newest[key] = row
+    if not newest:
+        return []
+    # A later attempt that already finished makes an older open row stale (none is expected).
+    finished = {(int(r.alert_id), r.url_sha256, int(r.attempt)) for r in connection.execute(
+        select(d.c.alert_id, d.c.url_sha256, d.c.attempt).where(
+            d.c.alert_id.in_(sorted({k[0] for k in newest})), d.c.state.notin_(OPEN_STATES)))}
+    bodies: dict[int, dict[str, Any]] = {}
+    for chunk in _chunks([str(k[0]) for k in newest]):
+        bodies.update((int(row.id), alert_json(row)) for row in connection.execute(
+            select(alerts).where(alerts.c.id.in_([int(i) for i in chunk]))))
+    out = []
+    for (alert_id, sha), row in newest.items():
+        if alert_id not in bodies or any(f[:2] == (alert_id, sha) and f[2] > row.attempt for f in finished):
+            continue
+        out.append(OpenDelivery(bodies[alert_id], sha, int(row.attempt), row.attempted_at, row.state))
+    return out
+
+
+def close_delivery(connection: Connection, alert_id: int, sha: str, attempt: int, state: str,
+                   error: str | None = None) -> None:
+    """Set the state of one attempt's row (``error``: replaces its error text when given)."""
+    d = webhook_deliveries
+    values: dict[str, Any] = {"state": state}
+    if error is not None:
+        values["error"] = error
+    connection.execute(d.update().where(d.c.alert_id == alert_id, d.c.url_sha256 == sha,
+                                        d.c.attempt == attempt).values(**values))
 
 
 def deliveries_of(engine: Engine, alert_id: int) -> list[dict[str, Any]]:
@@ -234,7 +333,7 @@ def deliveries_of(engine: Engine, alert_id: int) -> list[dict[str, Any]]:
         rows = connection.execute(select(d).where(d.c.alert_id == alert_id).order_by(d.c.id)).all()
     return [
         {"id": int(row.id), "url": row.url, "urlSha256": row.url_sha256[:12],
-         "attempt": row.attempt,
+         "attempt": row.attempt, "state": row.state,
          "attemptedAt": row.attempted_at, "statusCode": row.status_code, "ok": bool(row.ok),
          "error": row.error, "durationMs": row.duration_ms}
         for row in rows

@@ -7,9 +7,12 @@ time). Failures that may pass (no connection, a timeout, 408, 425, 429, 5xx) are
 ``backoff_s * 2**(attempt-1)`` up to ``max_attempts``; other answers (a 4xx) are final. URLs are never
 logged or stored in an error text: only scheme, host and port (a webhook URL often is its own secret).
 
-Retries live in memory: a delivery still failing when the service stops is not taken up by the next
-start (its rows show how far it got). Resuming safely across several service processes needs a claim
-per attempt (a unique (alert, url, attempt) row written before the POST); not done yet.
+Deliveries survive a restart: the rows of a delivery are written before its attempts (queued with the
+alert, each attempt claimed before its POST: see :mod:`lineage.monitoring.store`), and :meth:`resume`
+picks up on start what is queued or due for a retry, with its attempt count and the rest of its backoff.
+An attempt claimed by a process that died in the middle of it counts as failed once it is older than the
+timeout plus :data:`STALE_AFTER_S`. The claim (a unique row per alert, webhook and attempt) keeps two
+processes from making the same attempt.
 """
 
 from __future__ import annotations
@@ -22,20 +25,31 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import httpx
 import orjson
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 
-from lineage.monitoring.rules import WebhookPolicy, display_url
-from lineage.monitoring.store import Attempt, record_attempt
+from lineage.monitoring.rules import AlertRules, WebhookPolicy, display_url
+from lineage.monitoring.store import (
+    Attempt,
+    claim_attempt,
+    close_delivery,
+    finish_attempt,
+    open_deliveries,
+    url_sha256,
+)
 from lineage.store.db import WriterLock
 from lineage.store.times import now
 
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({408, 425, 429})
+#: An attempt claimed this long past its timeout is taken to have died with its process.
+STALE_AFTER_S = 30.0
 USER_AGENT = "chaintrace-lineage-alerts/1"
 
 
@@ -47,6 +61,10 @@ class _Job:
     url: str = field(compare=False)
     attempt: int = field(compare=False)
     alert: dict[str, Any] = field(compare=False)
+
+
+def _epoch(stored_time: str) -> float:
+    return datetime.fromisoformat(stored_time).timestamp()
 
 
 def _scrub(text: str, url: str) -> str:
@@ -88,8 +106,8 @@ class WebhookSender:
             self._thread.start()
 
     def close(self) -> None:
-        """Stop: attempts under way finish (each within the timeout); retries not yet due are dropped
-        (they are not resumed by the next start: see the module doc)."""
+        """Stop: attempts under way finish (each within the timeout); retries not yet due stay in the
+        store, for :meth:`resume` at the next start."""
         with self._cond:
             self._closing = True
             dropped = len(self._heap)
@@ -105,20 +123,66 @@ class WebhookSender:
             self._http.close()
         self._http = None
         if dropped:
-            log.warning("%d webhook attempt(s) were still waiting when the service stopped", dropped)
+            log.info("%d webhook attempt(s) were still waiting when the service stopped; the next start "
+                     "resumes them", dropped)
 
     # -- queueing -----------------------------------------------------------------------------------
 
     def submit(self, alert: dict[str, Any], urls: Sequence[str]) -> None:
-        """Deliver ``alert`` to each URL (attempt 1 at once)."""
-        if not urls:
+        """Deliver ``alert`` to each URL (attempt 1 at once; its queued rows are the caller's to write)."""
+        self._queue([(0.0, int(alert["id"]), url, 1, alert) for url in urls])
+
+    def _queue(self, jobs: Sequence[tuple[float, int, str, int, dict[str, Any]]]) -> None:
+        """(delay in seconds, alert id, URL, attempt, alert) each."""
+        if not jobs:
             return
         self.start()
         with self._cond:
-            for url in urls:
-                heapq.heappush(self._heap, _Job(time.monotonic(), next(self._order), int(alert["id"]), url, 1,
-                                                alert))
+            for delay, alert_id, url, attempt, alert in jobs:
+                heapq.heappush(self._heap, _Job(time.monotonic() + delay, next(self._order), alert_id, url,
+                                                attempt, alert))
             self._cond.notify_all()
+
+    def resume(self, rules: AlertRules, epoch_now: float | None = None) -> int:
+        """Take up the deliveries a previous service left unfinished; returns how many were queued.
+
+        The URL comes from the alert's rule (the store keeps only its hash): a delivery to a webhook
+        the rules no longer name is closed as failed."""
+        moment = time.time() if epoch_now is None else epoch_now
+        jobs: list[tuple[float, int, str, int, dict[str, Any]]] = []
+        closes: list[tuple[int, str, int, str, str | None]] = []
+        with self.engine.connect() as connection:
+            pending = open_deliveries(connection)
+        for item in pending:
+            alert_id = int(item.alert["id"])
+            rule = rules.by_name(str(item.alert["rule"]))
+            url = next((u for u in (rule.webhooks if rule else ()) if url_sha256(u) == item.url_sha256), None)
+            if url is None:
+                closes.append((alert_id, item.url_sha256, item.attempt, "failed",
+                               "not resumed: the alert rules no longer name this webhook"))
+                continue
+            attempt, since = item.attempt, moment - _epoch(item.attempted_at)
+            if item.state == "queued":
+                jobs.append((0.0, alert_id, url, 1, item.alert))
+                continue
+            if item.state == "sending":
+                if since < self.policy.timeout_s + STALE_AFTER_S:
+                    continue  # another process is making this attempt now
+                closes.append((alert_id, item.url_sha256, attempt, "retry",
+                               "interrupted: the service stopped during the attempt"))
+            if attempt >= self.policy.max_attempts:
+                closes.append((alert_id, item.url_sha256, attempt, "failed", None))
+                continue
+            delay = self.policy.backoff_s * 2 ** (attempt - 1) - since
+            jobs.append((max(0.0, delay), alert_id, url, attempt + 1, item.alert))
+        if closes:
+            with self.writer_lock.hold(), self.engine.begin() as connection:
+                for alert_id, sha, attempt, state, error in closes:
+                    close_delivery(connection, alert_id, sha, attempt, state, error)
+        self._queue(jobs)
+        if jobs:
+            log.info("resuming %d webhook deliveries left unfinished", len(jobs))
+        return len(jobs)
 
     def pending(self) -> int:
         """Attempts waiting or under way."""
@@ -160,7 +224,7 @@ class WebhookSender:
 
     def _attempt(self, job: _Job) -> None:
         try:
-            ok, retry = self._post(job)
+            ok, retry = self._post(job) if self._claim(job) else (True, False)
         except Exception:  # recording failed (the store is away): try again later, as for a failed POST
             log.exception("webhook attempt %d for alert %d to %s failed unexpectedly", job.attempt,
                           job.alert_id, display_url(job.url))
@@ -172,6 +236,18 @@ class WebhookSender:
                 heapq.heappush(self._heap, _Job(time.monotonic() + delay, next(self._order), job.alert_id,
                                                 job.url, job.attempt + 1, job.alert))
             self._cond.notify_all()
+
+    def _claim(self, job: _Job) -> bool:
+        """Is this attempt ours to make (no other process claimed it)?"""
+        try:
+            with self.writer_lock.hold(), self.engine.begin() as connection:
+                claimed = claim_attempt(connection, job.alert_id, job.url, job.attempt, now())
+        except IntegrityError:
+            claimed = False
+        if not claimed:
+            log.debug("attempt %d for alert %d to %s is another process's", job.attempt, job.alert_id,
+                      display_url(job.url))
+        return claimed
 
     def _post(self, job: _Job) -> tuple[bool, bool]:
         """One POST and its row; (delivered, worth retrying)."""
@@ -200,10 +276,11 @@ class WebhookSender:
         ok = error is None
         attempt = Attempt(job.alert_id, job.url, job.attempt, at, status, ok, error,
                           int((time.monotonic() - started) * 1000))
+        final = not retry or job.attempt >= self.policy.max_attempts
+        state = "delivered" if ok else "failed" if final else "retry"
         with self.writer_lock.hold(), self.engine.begin() as connection:
-            record_attempt(connection, attempt)
+            finish_attempt(connection, attempt, state)
         if not ok:
-            final = not retry or job.attempt >= self.policy.max_attempts
             log.warning("webhook %s: attempt %d for alert %d failed (%s)%s", display_url(job.url),
                         job.attempt, job.alert_id, error, "; giving up" if final else "; will retry")
         return ok, retry

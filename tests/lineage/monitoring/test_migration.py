@@ -3,6 +3,7 @@ event and audit row (no alerts for history), and a clean downgrade; on SQLite an
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import command
 from sqlalchemy import Engine, inspect, select
 
@@ -46,5 +47,31 @@ def test_upgrade_seeds_the_watermarks_and_downgrade_removes_everything(store_url
         assert meta(engine) == {}
         migrate_to(engine, "head")  # and up again
         assert meta(engine) == {"monitoring_events": "7", "monitoring_audit": "2"}
+    finally:
+        engine.dispose()
+
+
+def test_0004_gives_old_deliveries_a_final_state_and_one_row_per_attempt(store_url: str) -> None:
+    engine = create_store_engine(store_url)
+    try:
+        migrate_to(engine, "0003")
+        row = {"alert_id": 1, "url": "http://h/…", "url_sha256": "ab" * 32, "attempted_at": T,
+               "status_code": 500, "error": "HTTP 500", "duration_ms": 3}
+        with engine.begin() as connection:
+            connection.execute(sa.text(
+                "INSERT INTO webhook_deliveries (alert_id, url, url_sha256, attempt, attempted_at, "
+                "status_code, ok, error, duration_ms) VALUES (:alert_id, :url, :url_sha256, :attempt, "
+                ":attempted_at, :status_code, :ok, :error, :duration_ms)"),
+                [{**row, "attempt": 1, "ok": False}, {**row, "attempt": 2, "ok": True, "status_code": 200}])
+        migrate_to(engine, "head")
+        with engine.connect() as connection:
+            states = connection.execute(sa.text(
+                "SELECT attempt, state FROM webhook_deliveries ORDER BY attempt")).all()
+        assert [tuple(s) for s in states] == [(1, "failed"), (2, "delivered")]  # nothing left to resume
+        indexes = {ix["name"]: ix for ix in inspect(engine).get_indexes("webhook_deliveries")}
+        assert indexes["ux_webhook_deliveries_attempt"]["unique"]
+        migrate_to(engine, "0003", down=True)
+        columns = {c["name"] for c in inspect(engine).get_columns("webhook_deliveries")}
+        assert "state" not in columns
     finally:
         engine.dispose()
