@@ -2,7 +2,10 @@
 
 A product is a dataset carrying the ``purpose`` dataset facet (audience, allowed purposes, allowed level,
 jurisdictions, and the product's name). Only those datasets can be downloaded, and only their Parquet
-files under the service's data root: a product name never turns into an arbitrary path.
+files under the service's data root: a product name never turns into an arbitrary path. The data root
+is a local folder or any fsspec URL (``memory://``, ``s3://bucket/prefix`` ...; storage options as JSON
+in ``CHAINTRACE_DATA_STORAGE_OPTIONS``, as the chain reads them): a product's (namespace, name), named
+by the OpenLineage naming spec, turns back into its location and is read through fsspec.
 
 Every download request is a governance decision: a refusal writes an ``access_denied`` audit row (and a
 ``violation`` row when L3/L4 data would flow to a jurisdiction the policy does not allow); a grant writes
@@ -12,14 +15,17 @@ run facet, so the lineage graph shows who uses what, for what.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, cast
 
+import fsspec  # type: ignore[import-untyped]  # no stubs ship with fsspec
 import orjson
 import pyarrow as pa  # type: ignore[import-untyped]  # no stubs ship with pyarrow
 import pyarrow.csv as pacsv  # type: ignore[import-untyped]
@@ -142,13 +148,72 @@ def _safe_filename(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name) or "product"
 
 
+def dataset_location(namespace: str, name: str) -> str | None:
+    """The location (absolute path or URL) of a file dataset, by the OpenLineage naming spec the chain
+    names them with (``chaintrace_chain.storage.dataset_id``); None for a namespace that is not storage."""
+    if not name:
+        return None
+    if namespace == "file":
+        return name if name.startswith("/") else None
+    scheme, sep, authority = namespace.partition("://")
+    if not sep or not scheme or "/" in authority:
+        return None
+    if scheme == "memory":  # "memory://" + "/b/x": the in-process store has no authority
+        return f"memory://{name}" if name.startswith("/") and not authority else None
+    return f"{namespace}/{name.lstrip('/')}" if authority else None
+
+
+def storage_options_from_env() -> dict[str, Any]:
+    """``CHAINTRACE_DATA_STORAGE_OPTIONS`` (a JSON object), the data root's fsspec storage options."""
+    raw = os.environ.get("CHAINTRACE_DATA_STORAGE_OPTIONS", "").strip()
+    if not raw:
+        return {}
+    try:
+        options = json.loads(raw)
+    except ValueError as exc:
+        raise ValueError(f"CHAINTRACE_DATA_STORAGE_OPTIONS is not JSON: {exc}") from exc
+    if not isinstance(options, dict):
+        raise ValueError("CHAINTRACE_DATA_STORAGE_OPTIONS must be a JSON object")
+    return options
+
+
+@dataclass(frozen=True)
+class _Located:
+    """A location on an fsspec filesystem: its protocol and the path as the filesystem spells it."""
+
+    fs: Any
+    protocol: str
+    path: str
+
+    def under(self, root: _Located) -> bool:
+        base = root.path.rstrip("/")
+        # Object stores and memory keep ".." literally: a key with one never counts as under the root.
+        inside = self.path == base or self.path.startswith(base + "/")
+        return self.protocol == root.protocol and inside and ".." not in self.path.split("/")
+
+
+def _locate(location: str, options: Mapping[str, Any]) -> _Located:
+    """A location through fsspec; a local one resolved (symlinks and ``..`` followed) first."""
+    if "://" not in location or location.startswith("file://"):
+        local = Path(location.removeprefix("file://")).resolve()
+        return _Located(fsspec.filesystem("file"), "file", local.as_posix())
+    fs, path = fsspec.core.url_to_fs(location, **options)
+    protocol = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
+    return _Located(fs, str(protocol), str(path))
+
+
 class ProductService:
     def __init__(
         self, engine: Engine, settings: LineageSettings, policy: GovernancePolicy,
         classification: ClassificationService, audit: AuditService, ingest: IngestService,
+        *, data_root: str | Path | None = None, storage_options: Mapping[str, Any] | None = None,
     ) -> None:
+        """``data_root``: where products are served from, a path or an fsspec URL (default: the
+        settings'); ``storage_options``: its fsspec options (default: ``CHAINTRACE_DATA_STORAGE_OPTIONS``)."""
         self.engine = engine
-        self.data_root = settings.data_root
+        self.data_root = str(data_root if data_root is not None else settings.data_root)
+        self.storage_options = dict(storage_options if storage_options is not None
+                                    else storage_options_from_env())
         self.policy = policy
         self.classification = classification
         self.audit = audit
@@ -259,21 +324,23 @@ class ProductService:
         return Download(f"{_safe_filename(name)}.{chosen}", MEDIA_TYPES[chosen], rows, chunks)
 
     def _open(self, product: Product, deny: _Denier) -> tuple[IO[bytes], pq.ParquetFile]:
-        """The product's Parquet file, opened (the handle stays valid should the file be replaced)."""
+        """The product's Parquet file, opened through fsspec (a local handle stays valid should the
+        file be replaced; an object store's reads one version)."""
         gone = f"the file of product '{product.name}' (dataset {product.dataset}) is gone"
-        path = Path(product.dataset)
-        if product.namespace != "file" or not path.is_absolute():
-            raise deny(404, f"product '{product.name}' is not a file this service serves",
-                       "the product's dataset is not a local file")
+        not_served = f"product '{product.name}' is not a file this service serves"
+        location = dataset_location(product.namespace, product.dataset)
+        if location is None:
+            raise deny(404, not_served, "the product's dataset is not a file of any storage")
         try:
-            resolved = path.resolve()
-        except (OSError, RuntimeError) as exc:  # a symlink loop, a name the OS refuses
+            root = _locate(self.data_root, self.storage_options)
+            same_store = "://" not in location or location.startswith(f"{root.protocol}://")
+            found = _locate(location, self.storage_options if same_store else {})
+        except (OSError, RuntimeError, ValueError, ImportError) as exc:  # a symlink loop, no filesystem
             raise deny(404, gone, "the product's file cannot be resolved") from exc
-        if not resolved.is_relative_to(self.data_root.resolve()):
-            raise deny(404, f"product '{product.name}' is not a file this service serves",
-                       "the product's file is outside the service's data root")
+        if not found.under(root):
+            raise deny(404, not_served, "the product's file is outside the service's data root")
         try:
-            handle = resolved.open("rb")
+            handle = cast("IO[bytes]", found.fs.open(found.path, "rb"))
         except OSError as exc:
             raise deny(404, gone, "the product's file is gone") from exc
         try:

@@ -2,14 +2,15 @@
 
 A source is an http(s) URL, a local file, or a file an installed package ships. Each run lands it in its
 own folder, ``<root>/landing/<dataset>/<source>/run=<run>/<file name>``, next to ``_collect.json`` (the
-:class:`CollectRecord`: URI, licence, retrieval time, bytes, sha256, HTTP validators). The run folder is
-built in a hidden staging folder and renamed into place only when complete, so a run folder either holds
-a whole file and its record or does not exist; once there it is never rewritten (a re-run reuses it).
+:class:`CollectRecord`: URI, licence, retrieval time, bytes, sha256, HTTP validators). The landed file is
+published atomically (see :mod:`chaintrace_chain.storage`) and the record only after it: the record is
+the commit marker, so a run folder with a record holds the whole file (on any filesystem, object stores
+included, which cannot rename a folder); once there it is never rewritten (a re-run reuses it).
 
 HTTP fetches retry connection errors, timeouts, truncated bodies, 429 and 5xx with exponential backoff
 (never other 4xx), and send the ETag / Last-Modified of the previous successful fetch of the same source
-(kept under ``<root>/state/<dataset>/collect/``): on 304 the previous landed file is hard-linked (or
-copied) into this run's folder.
+(kept under ``<root>/state/<dataset>/collect/``): on 304 the previous landed file is copied into this
+run's folder.
 """
 
 from __future__ import annotations
@@ -17,18 +18,16 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
 import re
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
 from chaintrace_chain.settings import PROJECT_ROOT, ChainSettings
 from chaintrace_chain.spec import DatasetSpec, SourceSpec
+from chaintrace_chain.storage import ZonePath, atomic_writer
 from chaintrace_chain.zones import Zones, atomic_write_bytes
 
 RECORD_NAME = "_collect.json"
@@ -127,7 +126,7 @@ class CollectRecord:
     source_key: str
     kind: str
     source_uri: str  # the URL, or file:// + absolute path for files and package members
-    landed_path: str  # absolute
+    landed_path: str  # absolute path (local data root) or URL of the landed file
     bytes: int
     sha256: str
     retrieved_at: str  # UTC, ISO 8601 with Z
@@ -145,10 +144,6 @@ class CollectRecord:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CollectRecord:
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
-
-    @property
-    def path(self) -> Path:
-        return Path(self.landed_path)
 
 
 @dataclass
@@ -195,38 +190,33 @@ def collect_source(
     ctx = _Context(dataset, source_key, source, _location(source))
     partition = zones.partition("collect", dataset, source_key, run_key)
     if (partition / RECORD_NAME).exists():
-        return _reuse_landed(ctx, partition)
+        return _reuse_landed(ctx, partition, zones)
 
-    partition.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=partition.parent, prefix=f".{partition.name}.staging-"))
-    try:
-        file_name = _landed_file_name(ctx)
-        if source.kind == "url":
-            state_file = zones.state_dir(dataset) / "collect" / f"{source_key}.json"
-            from chaintrace_chain.collect_http import fetch_http, usable_state
+    file_name = _landed_file_name(ctx)
+    target = partition / file_name
+    # A file without a record was never a complete landing: it is replaced, atomically.
+    if source.kind == "url":
+        state_file = zones.state_dir(dataset) / "collect" / f"{source_key}.json"
+        from chaintrace_chain.collect_http import fetch_http, usable_state
 
-            landed = fetch_http(ctx, staging / file_name, usable_state(state_file, ctx), settings, backoff_s)
-        else:
-            landed = _copy_local(ctx, _local_source_path(ctx), staging / file_name)
-        record = CollectRecord(
-            dataset=dataset,
-            source_key=source_key,
-            kind=source.kind,
-            source_uri=ctx.location,
-            landed_path=str(partition / file_name),
-            retrieved_at=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            licence=source.licence,
-            format=source.format,
-            **asdict(landed),
-        )
-        atomic_write_bytes(staging / RECORD_NAME, _json_bytes(record.to_dict()))
-        if partition.exists():
-            if (partition / RECORD_NAME).exists():  # a concurrent attempt of this run finished first
-                return _reuse_landed(ctx, partition)
-            shutil.rmtree(partition)  # a folder without a record was never a complete landing
-        os.rename(staging, partition)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        previous = usable_state(state_file, ctx, zones)
+        landed = fetch_http(ctx, target, previous, settings, backoff_s, zones)
+    else:
+        landed = _copy_local(ctx, _local_source_path(ctx), target)
+    record = CollectRecord(
+        dataset=dataset,
+        source_key=source_key,
+        kind=source.kind,
+        source_uri=ctx.location,
+        landed_path=str(target),
+        retrieved_at=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        licence=source.licence,
+        format=source.format,
+        **asdict(landed),
+    )
+    if (partition / RECORD_NAME).exists():  # a concurrent attempt of this run finished first
+        return _reuse_landed(ctx, partition, zones)
+    atomic_write_bytes(partition / RECORD_NAME, _json_bytes(record.to_dict()))  # the commit marker
     if source.kind == "url":
         atomic_write_bytes(state_file, _json_bytes(record.to_dict()))
     return record
@@ -250,7 +240,7 @@ def collect_all(
     }
 
 
-def load_record(partition: Path) -> CollectRecord:
+def load_record(partition: ZonePath) -> CollectRecord:
     """The record of a landed run folder (``run=<run>``)."""
     return CollectRecord.from_dict(json.loads((partition / RECORD_NAME).read_text(encoding="utf-8")))
 
@@ -316,7 +306,7 @@ def _landed_file_name(ctx: _Context) -> str:
 # --- landing ---------------------------------------------------------------------------------------------
 
 
-def _reuse_landed(ctx: _Context, partition: Path) -> CollectRecord:
+def _reuse_landed(ctx: _Context, partition: ZonePath, zones: Zones) -> CollectRecord:
     record = load_record(partition)
     if (record.dataset, record.source_key) != (ctx.dataset, ctx.source_key):
         raise ctx.error(LandingIntegrityError, f"{partition} holds {record.dataset}/{record.source_key}")
@@ -328,17 +318,17 @@ def _reuse_landed(ctx: _Context, partition: Path) -> CollectRecord:
             f"{partition} already holds {record.source_uri} for this run; the landing zone is immutable, "
             "use a new run",
         )
-    size, digest = _hash_file(record.path)
+    size, digest = _hash_file(zones.locate(record.landed_path))
     if (size, digest) != (record.bytes, record.sha256):
         raise ctx.error(
             LandingIntegrityError,
-            f"{record.path} changed after landing: {size} bytes sha256 {digest}, "
+            f"{record.landed_path} changed after landing: {size} bytes sha256 {digest}, "
             f"record says {record.bytes} bytes sha256 {record.sha256}",
         )
     return record
 
 
-def _hash_file(path: Path) -> tuple[int, str]:
+def _hash_file(path: ZonePath) -> tuple[int, str]:
     if not path.is_file():
         return -1, ""
     digest, size = hashlib.sha256(), 0
@@ -352,7 +342,7 @@ def _hash_file(path: Path) -> tuple[int, str]:
 class _HashingWriter:
     """Writes chunks to a file while counting bytes, hashing and keeping the first bytes for format checks."""
 
-    def __init__(self, handle: BinaryIO):
+    def __init__(self, handle: IO[bytes]):
         self.handle, self.size, self.digest, self.head = handle, 0, hashlib.sha256(), b""
 
     def write(self, chunk: bytes) -> None:
@@ -376,14 +366,13 @@ def _check_content(ctx: _Context, writer: _HashingWriter) -> None:
         )
 
 
-def _copy_local(ctx: _Context, origin: Path, target: Path) -> _Landed:
-    with origin.open("rb") as source, target.open("wb") as handle:
+def _copy_local(ctx: _Context, origin: Path, target: ZonePath) -> _Landed:
+    # The content is checked inside the atomic write: a file that fails the check never appears.
+    with origin.open("rb") as source, atomic_writer(target) as handle:
         writer = _HashingWriter(handle)
         while chunk := source.read(CHUNK_SIZE):
             writer.write(chunk)
-        handle.flush()
-        os.fsync(handle.fileno())
-    _check_content(ctx, writer)
+        _check_content(ctx, writer)
     return _Landed(bytes=writer.size, sha256=writer.digest.hexdigest())
 
 
@@ -391,9 +380,8 @@ def _json_bytes(data: dict[str, Any]) -> bytes:
     return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
 
-def _link_or_copy(previous: Path, target: Path) -> None:
-    # The landing zone is immutable, so sharing one inode between runs is safe and costs no space.
-    try:
-        os.link(previous, target)
-    except OSError:
-        shutil.copyfile(previous, target)
+def _copy_into(previous: ZonePath, handle: IO[bytes]) -> None:
+    """Copy a landed file into an open atomic writer (a 304 reuses the previous run's bytes)."""
+    with previous.open("rb") as source:
+        while chunk := source.read(CHUNK_SIZE):
+            handle.write(chunk)

@@ -1,13 +1,13 @@
 """The HTTP side of the collect stage: one GET per attempt, streamed to disk while hashing, retried with
 backoff on connection errors, timeouts, truncated bodies, 408/429 and 5xx, conditional on the validators
-of the previous fetch (a 304 reuses the landed file)."""
+of the previous fetch (a 304 reuses the landed file). Each attempt writes through an atomic writer of
+the zones' filesystem: a failed attempt leaves nothing behind."""
 
 from __future__ import annotations
 
 import json
-import os
 import time
-from pathlib import Path
+from typing import IO, TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx
@@ -25,15 +25,19 @@ from chaintrace_chain.collect import (
     UnsupportedURLError,
     _check_content,
     _Context,
+    _copy_into,
     _hash_file,
     _HashingWriter,
     _Landed,
-    _link_or_copy,
 )
 from chaintrace_chain.settings import ChainSettings
+from chaintrace_chain.storage import ZonePath, atomic_writer
+
+if TYPE_CHECKING:
+    from chaintrace_chain.zones import Zones
 
 
-def usable_state(state_file: Path, ctx: _Context) -> CollectRecord | None:
+def usable_state(state_file: ZonePath, ctx: _Context, zones: Zones) -> CollectRecord | None:
     """The previous successful fetch of this URL, if its landed file is still intact (else fetch in full)."""
     try:
         previous = CollectRecord.from_dict(json.loads(state_file.read_text(encoding="utf-8")))
@@ -41,11 +45,17 @@ def usable_state(state_file: Path, ctx: _Context) -> CollectRecord | None:
         return None
     if previous.source_uri != ctx.location or not (previous.etag or previous.last_modified):
         return None
-    return previous if _hash_file(previous.path) == (previous.bytes, previous.sha256) else None
+    intact = _hash_file(zones.locate(previous.landed_path)) == (previous.bytes, previous.sha256)
+    return previous if intact else None
 
 
 def fetch_http(
-    ctx: _Context, target: Path, previous: CollectRecord | None, settings: ChainSettings, backoff_s: float
+    ctx: _Context,
+    target: ZonePath,
+    previous: CollectRecord | None,
+    settings: ChainSettings,
+    backoff_s: float,
+    zones: Zones,
 ) -> _Landed:
     if urlsplit(ctx.location).scheme not in ("http", "https"):
         raise ctx.error(UnsupportedURLError, "only http(s) URLs are fetched; use kind: file for local files")
@@ -61,9 +71,12 @@ def fetch_http(
     with httpx.Client(timeout=timeout, follow_redirects=True, headers=headers) as client:
         for attempt in range(1, max_attempts + 1):
             try:
-                return _attempt_fetch(ctx, client, target, previous, attempt, settings.http_timeout_s)
+                # The body is checked inside the atomic write: a failed attempt publishes nothing.
+                with atomic_writer(target) as handle:
+                    return _attempt_fetch(
+                        ctx, client, handle, previous, attempt, settings.http_timeout_s, zones
+                    )
             except _Retry as retry:
-                target.unlink(missing_ok=True)
                 if attempt == max_attempts:
                     raise retry.error from retry.__cause__
                 delay = backoff_s * 2 ** (attempt - 1) if retry.retry_after is None else retry.retry_after
@@ -88,17 +101,18 @@ class _Truncated(Exception):
 def _attempt_fetch(
     ctx: _Context,
     client: httpx.Client,
-    target: Path,
+    target: IO[bytes],
     previous: CollectRecord | None,
     attempt: int,
     timeout_s: float,
+    zones: Zones,
 ) -> _Landed:
     after = f"after {attempt} attempt{'s' if attempt > 1 else ''}"
     try:
         with client.stream("GET", ctx.location) as response:
             status, reason, headers = response.status_code, response.reason_phrase, response.headers
             if status == 304 and previous is not None:
-                _link_or_copy(previous.path, target)
+                _copy_into(zones.locate(previous.landed_path), target)
                 return _Landed(
                     bytes=previous.bytes,
                     sha256=previous.sha256,
@@ -137,25 +151,22 @@ def _attempt_fetch(
         raise _Retry(ctx.error(DownloadConnectionError, problem, attempts=attempt)) from exc
 
 
-def _stream_body(ctx: _Context, response: httpx.Response, target: Path, attempt: int) -> _Landed:
+def _stream_body(ctx: _Context, response: httpx.Response, handle: IO[bytes], attempt: int) -> _Landed:
     encoded = response.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
     declared = response.headers.get("Content-Length")
     expected = int(declared) if declared and declared.isdigit() and not encoded else None
-    with target.open("wb") as handle:
-        writer = _HashingWriter(handle)
-        try:
-            for chunk in response.iter_bytes():
-                writer.write(chunk)
-        except httpx.TimeoutException:
-            raise
-        except httpx.TransportError as exc:
-            # What arrived on the wire, including bytes httpx had not handed over yet.
-            received = max(writer.size, response.num_bytes_downloaded)
-            if expected is not None and received < expected:
-                raise _Truncated(received, expected) from exc
-            raise
-        handle.flush()
-        os.fsync(handle.fileno())
+    writer = _HashingWriter(handle)
+    try:
+        for chunk in response.iter_bytes():
+            writer.write(chunk)
+    except httpx.TimeoutException:
+        raise
+    except httpx.TransportError as exc:
+        # What arrived on the wire, including bytes httpx had not handed over yet.
+        received = max(writer.size, response.num_bytes_downloaded)
+        if expected is not None and received < expected:
+            raise _Truncated(received, expected) from exc
+        raise
     if expected is not None and writer.size < expected:
         raise _Truncated(writer.size, expected)
     _check_content(ctx, writer)

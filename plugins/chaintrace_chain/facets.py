@@ -2,13 +2,13 @@
 
 Standard facets (schema, dataSource, columnLineage, tags, lifecycleStateChange, version) come from
 openlineage-python; our custom facets (``purpose``, ``sourceProvenance``, ``stageCounts``,
-``disclosureControl``, ``governance``) carry their own JSON Schema (``schemas/``) through ``_schemaURL``.
+``disclosureControl``, ``governance``, ``destination``) carry their own JSON Schema (``schemas/``)
+through ``_schemaURL``.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import attr
 from openlineage.client.event_v2 import InputDataset, OutputDataset
@@ -24,6 +24,9 @@ from openlineage.client.facet_v2 import (
 )
 
 from chaintrace_chain.spec import LEVELS
+from chaintrace_chain.storage import dataset_id
+
+__all__ = ["dataset_id"]  # re-exported: the one naming function lives in storage
 
 if TYPE_CHECKING:
     from chaintrace_chain.spec import DatasetSpec, ProductSpec
@@ -66,6 +69,21 @@ class DisclosureControlDatasetFacet(DatasetFacet):
 
 
 @attr.define
+class DestinationDatasetFacet(DatasetFacet):
+    """Where a dataset leaves the chain: the kind of destination (``externalSink``: a product's export),
+    its name and the jurisdiction it is in, which the serve gate checked against the policy."""
+
+    kind: str
+    name: str
+    jurisdiction: str
+    product: str | None = attr.field(default=None)  # the product copied there
+
+    @staticmethod
+    def _get_schema() -> str:
+        return f"{FACET_SCHEMA_BASE}/DestinationDatasetFacet.json#/$defs/DestinationDatasetFacet"
+
+
+@attr.define
 class GovernanceRunFacet(RunFacet):
     """The governance decisions a stage or gate made (levels assigned, publications, violations)."""
 
@@ -105,17 +123,6 @@ class StageCountsRunFacet(RunFacet):
     @staticmethod
     def _get_schema() -> str:
         return f"{FACET_SCHEMA_BASE}/StageCountsRunFacet.json#/$defs/StageCountsRunFacet"
-
-
-def dataset_id(location: str) -> tuple[str, str]:
-    """OpenLineage (namespace, name) of a file path or URI, by the naming spec: local files are
-    namespace ``file`` with the absolute path as name; ``scheme://authority/path`` splits in two."""
-    if "://" not in location:
-        return "file", location
-    parts = urlsplit(location)
-    if parts.scheme == "file":
-        return "file", parts.path
-    return f"{parts.scheme}://{parts.netloc}", parts.path or "/"
 
 
 def highest_level(levels: dict[str, str]) -> str:
@@ -210,9 +217,10 @@ def output_dataset(
     data_root: str,
     lifecycle: str | None = "CREATE",
 ) -> OutputDataset:
+    """``data_root``: the zones' root URL (``file:///...`` for a local root), the datasets' source."""
     namespace, name = dataset_id(table.folder)
     facets: dict[str, Any] = {
-        "dataSource": datasource_dataset.DatasourceDatasetFacet(name="file", uri=f"file://{data_root}"),
+        "dataSource": datasource_dataset.DatasourceDatasetFacet(name=dataset_id(data_root)[0], uri=data_root),
         "version": dataset_version_dataset.DatasetVersionDatasetFacet(datasetVersion=report.run),
     }
     if table.columns:

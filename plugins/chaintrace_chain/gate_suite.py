@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from chaintrace_chain.storage import ZonePath
 from chaintrace_chain.zones import Zones, atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -187,7 +188,7 @@ def load_suite_file(path: Path, *, dataset: str | None = None, stage: str | None
 
 
 # ------------------------------------------------------------------------------------ baseline state
-def baseline_path(zones: Zones, dataset: str, stage: str) -> Path:
+def baseline_path(zones: Zones, dataset: str, stage: str) -> ZonePath:
     return zones.state_dir(dataset) / f"gate-{stage}-rows.json"
 
 
@@ -207,7 +208,9 @@ def read_baseline(zones: Zones, dataset: str, stage: str) -> int | None:
     return rows
 
 
-def write_baseline(zones: Zones, dataset: str, stage: str, *, rows: int, run_key: str, suite: str) -> Path:
+def write_baseline(
+    zones: Zones, dataset: str, stage: str, *, rows: int, run_key: str, suite: str
+) -> ZonePath:
     path = baseline_path(zones, dataset, stage)
     body = {"rows": rows, "run": run_key, "suite": suite}
     atomic_write_bytes(path, json.dumps(body, sort_keys=True).encode() + b"\n")

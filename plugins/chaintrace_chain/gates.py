@@ -8,7 +8,9 @@ OpenLineage ``dataQualityAssertions`` / ``dataQualityMetrics`` facets; ``quarant
 batch aside with a ``reason.json``.
 
 Concurrency: the git-tracked GX folder is only read. Every run builds an ephemeral GX context whose
-validation-results store and Data Docs site live under the data root (``<root>/quality/``): each run
+validation-results store and Data Docs site live in the zones' local quality folder (``<root>/quality/``
+for a local data root; GX writes local files, so any other root keeps a local one, see
+``zones.default_quality_dir`` and ``CHAINTRACE_QUALITY_DIR``): each run
 writes its own result file, and the shared site (index, static assets) is rebuilt under an exclusive
 file lock, so gates running at the same time in different Airflow task processes do not interleave.
 
@@ -50,6 +52,7 @@ from chaintrace_chain.gate_suite import (
     write_baseline,
 )
 from chaintrace_chain.gate_validate import frame_columns, load_gx_suite, validate_with_metrics
+from chaintrace_chain.storage import ZonePath
 from chaintrace_chain.zones import Zones, atomic_write_bytes, move_to_quarantine
 
 if TYPE_CHECKING:
@@ -86,7 +89,7 @@ def _context(zones: Zones) -> Any:
     # GX md5-hashes every cell of a frame under 1 GB to fingerprint the batch: ~2 s on 3M rows, for a
     # batch marker the gate never reads. Frames over the threshold already skip it.
     pandas_engine.HASH_THRESHOLD = 0
-    quality = zones.root / "quality"
+    quality = zones.quality
     config = DataContextConfig(
         store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
         analytics_enabled=False,
@@ -119,7 +122,7 @@ def _context(zones: Zones) -> Any:
 @contextlib.contextmanager
 def _docs_lock(zones: Zones) -> Iterator[None]:
     """Serialise Data Docs site writes across processes (index and static files are shared)."""
-    path = zones.root / "quality" / ".docs.lock"
+    path = zones.quality / ".docs.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+b") as handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
@@ -255,7 +258,7 @@ def run_gate(
     return result
 
 
-def quarantine(result: GateResult, partitions: list[Path], *, zones: Zones) -> Path:
+def quarantine(result: GateResult, partitions: list[ZonePath], *, zones: Zones) -> ZonePath:
     """Move a refused batch's partitions to ``zones.quarantine(dataset, stage, run)`` with a reason.json.
 
     ``reason.json`` names the suite, the failed expectations (with counts and examples) and where each

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from chaintrace_chain.stage_output import FieldSource
 
 OVERRIDE_REASON = "override in the dataset spec"
+EXTERNAL_SINK = "externalSink"  # the destination kind of a product's export
 TABLE_DEFAULT_REASON = "default level of the table in the dataset spec"
 
 DatasetId = tuple[str, str]  # OpenLineage (namespace, name)
@@ -250,6 +251,8 @@ class ProductVerdict:
     disclosure: dict[str, Any] | None = None
     problems: list[str] = field(default_factory=list)
     blocked_jurisdictions: list[str] = field(default_factory=list)
+    # External sinks the product may not go to: [{"name", "url", "jurisdiction"}] (url as the spec says).
+    blocked_exports: list[dict[str, str]] = field(default_factory=list)
 
 
 def check_product(
@@ -267,7 +270,8 @@ def check_product(
 
     (a) every column's effective level (THE RULE, k-safety measured) is at or below the allowed level;
     (b) every cell has at least k = max(policy.k, min_cell_rows) rows;
-    (c) its jurisdictions may receive data at its level (the policy's jurisdictions).
+    (c) its jurisdictions, and those of the external sinks it is exported to, may receive data at its
+        level (the policy's jurisdictions).
     """
     verdict = ProductVerdict(product.name, dataset)
     if frame is None:
@@ -302,11 +306,22 @@ def check_product(
     verdict.blocked_jurisdictions = [
         place for place in product.jurisdictions if not policy.jurisdiction_allowed(verdict.level, place)
     ]
+    allowed = policy.jurisdictions
+    listed = ", ".join(f"{lv}: {allowed[lv]}" for lv in sorted(allowed))
     if verdict.blocked_jurisdictions:
-        allowed = policy.jurisdictions
         verdict.problems.append(
             f"{verdict.level} data may not flow to {', '.join(verdict.blocked_jurisdictions)} "
-            f"(policy jurisdictions: {', '.join(f'{lv}: {allowed[lv]}' for lv in sorted(allowed))})"
+            f"(policy jurisdictions: {listed})"
+        )
+    verdict.blocked_exports = [
+        {"name": sink.name, "url": sink.url, "jurisdiction": sink.jurisdiction}
+        for sink in product.exports
+        if not policy.jurisdiction_allowed(verdict.level, sink.jurisdiction)
+    ]
+    for sink in verdict.blocked_exports:
+        verdict.problems.append(
+            f"{verdict.level} data may not flow to the external sink {sink['name']} in "
+            f"{sink['jurisdiction']} (policy jurisdictions: {listed})"
         )
     return verdict
 
@@ -333,6 +348,21 @@ def publish_decisions(verdicts: list[ProductVerdict], *, batch_refused: str | No
                     level=verdict.level,
                     product=verdict.product,
                     details={"jurisdiction": place},
+                )
+            )
+        for sink in verdict.blocked_exports:
+            found.append(
+                decision(
+                    "violation",
+                    verdict.dataset,
+                    f"a flow of {verdict.level} data to the external sink {sink['name']} in "
+                    f"{sink['jurisdiction']} is outside the policy's jurisdictions; not exported",
+                    level=verdict.level,
+                    product=verdict.product,
+                    details={
+                        "jurisdiction": sink["jurisdiction"],
+                        "destination": {"kind": EXTERNAL_SINK, "name": sink["name"], "url": sink["url"]},
+                    },
                 )
             )
         if verdict.problems:

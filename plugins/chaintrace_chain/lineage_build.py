@@ -13,6 +13,7 @@ from openlineage.client.facet_v2 import (
 )
 
 from chaintrace_chain import facets
+from chaintrace_chain.governance import EXTERNAL_SINK
 from chaintrace_chain.quality import load_gate_report
 from chaintrace_chain.stages import PREVIOUS_STAGE, StageError, StageReport, TableReport, load_report
 
@@ -27,7 +28,7 @@ def _inputs_of(report: StageReport) -> list[InputDataset]:
 
 def stage_lineage(spec: DatasetSpec, report: StageReport, zones: Zones) -> OperatorLineage:
     """A completed stage: what it read, what it wrote (schema, tags, column lineage), its counts."""
-    outputs = [facets.output_dataset(item, report, data_root=str(zones.root)) for item in report.outputs]
+    outputs = [facets.output_dataset(item, report, data_root=zones.root.url) for item in report.outputs]
     run_facets: dict[str, Any] = {"stageCounts": facets.stage_counts_facet(report)}
     governance = facets.governance_facet(report.governance)
     if governance is not None:  # store: the levels assigned; any stage: violations of THE RULE
@@ -57,29 +58,31 @@ def _quarantine_dataset(
             name=previous_name, namespace=previous_namespace
         ),
     )
-    return OutputDataset("file", str(folder / moved_from.table), facets={"lifecycleStateChange": change})
+    namespace, name = facets.dataset_id(str(folder / moved_from.table))
+    return OutputDataset(namespace, name, facets={"lifecycleStateChange": change})
+
+
+def _copied_from(
+    location: str, columns: list[dict[str, str]]
+) -> column_lineage_dataset.ColumnLineageDatasetFacet:
+    """Column lineage of a byte-for-byte copy: every column comes from the same column of ``location``."""
+    namespace, name = facets.dataset_id(location)
+    identity = column_lineage_dataset.Transformation(type="DIRECT", subtype="IDENTITY", masking=False)
+    fields = {
+        column["name"]: column_lineage_dataset.Fields(
+            inputFields=[column_lineage_dataset.InputField(namespace, name, column["name"], [identity])]
+        )
+        for column in columns
+    }
+    return column_lineage_dataset.ColumnLineageDatasetFacet(fields=fields)
 
 
 def _published_dataset(
     spec: DatasetSpec, staged: TableReport, published_path: str, run: str, zones: Zones
 ) -> OutputDataset:
-    namespace, staged_name = facets.dataset_id(staged.folder)
-    fields = {
-        column["name"]: column_lineage_dataset.Fields(
-            inputFields=[
-                column_lineage_dataset.InputField(
-                    namespace,
-                    staged_name,
-                    column["name"],
-                    [column_lineage_dataset.Transformation(type="DIRECT", subtype="IDENTITY", masking=False)],
-                )
-            ]
-        )
-        for column in staged.columns
-    }
     dataset_facets: dict[str, Any] = {
         "schema": facets.schema_facet(staged.columns),
-        "columnLineage": column_lineage_dataset.ColumnLineageDatasetFacet(fields=fields),
+        "columnLineage": _copied_from(staged.folder, staged.columns),
         "version": dataset_version_dataset.DatasetVersionDatasetFacet(datasetVersion=run),
         "lifecycleStateChange": lifecycle_state_change_dataset.LifecycleStateChangeDatasetFacet(
             lifecycleStateChange=lifecycle_state_change_dataset.LifecycleStateChange.OVERWRITE
@@ -92,7 +95,33 @@ def _published_dataset(
     product = facets.product_of(spec, staged.table)
     if product is not None:
         dataset_facets["purpose"] = facets.purpose_facet(product)
-    return OutputDataset("file", published_path, facets=dataset_facets)
+    published_namespace, published_name = facets.dataset_id(published_path)
+    return OutputDataset(published_namespace, published_name, facets=dataset_facets)
+
+
+def _exported_dataset(
+    staged: TableReport, published_path: str, export: dict[str, Any], run: str
+) -> OutputDataset:
+    """A product's copy in an external sink: copied from the published product, with its destination."""
+    dataset_facets: dict[str, Any] = {
+        "schema": facets.schema_facet(staged.columns),
+        "columnLineage": _copied_from(published_path, staged.columns),
+        "version": dataset_version_dataset.DatasetVersionDatasetFacet(datasetVersion=run),
+        "lifecycleStateChange": lifecycle_state_change_dataset.LifecycleStateChangeDatasetFacet(
+            lifecycleStateChange=lifecycle_state_change_dataset.LifecycleStateChange.OVERWRITE
+        ),
+        "destination": facets.DestinationDatasetFacet(
+            kind=EXTERNAL_SINK,
+            name=str(export["sink"]),
+            jurisdiction=str(export["jurisdiction"]),
+            product=str(export["product"]),
+        ),
+    }
+    if staged.levels:
+        dataset_facets["tags"] = facets.tags_facet(staged.levels)
+    # No purpose facet: the service lists datasets carrying one as products, and this is a copy of one.
+    namespace, name = facets.dataset_id(str(export["file"]))
+    return OutputDataset(namespace, name, facets=dataset_facets)
 
 
 def gate_lineage(spec: DatasetSpec, stage: str, run: str, zones: Zones) -> OperatorLineage:
@@ -121,6 +150,10 @@ def gate_lineage(spec: DatasetSpec, stage: str, run: str, zones: Zones) -> Opera
         for table, path in gate.published.items():
             if table in by_table:
                 outputs.append(_published_dataset(spec, by_table[table], path, run, zones))
+        for export in gate.exported:
+            product = str(export["product"])
+            if product in by_table and product in gate.published:
+                outputs.append(_exported_dataset(by_table[product], gate.published[product], export, run))
     run_facets: dict[str, Any] = {}
     governance = facets.governance_facet(gate.governance if gate is not None else None)
     if governance is not None:

@@ -24,10 +24,9 @@ log = logging.getLogger(__name__)
 
 
 def _zones() -> Zones:
-    from chaintrace_chain.settings import ChainSettings
     from chaintrace_chain.zones import Zones
 
-    return Zones.at(ChainSettings().resolved_data_root())
+    return Zones.from_settings()  # any fsspec URL (CHAINTRACE_DATA_ROOT, CHAINTRACE_DATA_STORAGE_OPTIONS)
 
 
 def _spec(dataset: str) -> DatasetSpec:

@@ -3,8 +3,10 @@ on (the serve gate publishes the products) or quarantine the batch and stop the 
 
 The serve gate also applies the governance rules to every product, on the files as written (see
 :func:`chaintrace_chain.governance.check_product`): levels at or below the product's allowed level,
-no cell under k rows, no flow of sensitive data outside the policy's jurisdictions. One refused
-product refuses the batch: nothing of it is published. These rules hold even with the GX gates
+no cell under k rows, no flow of sensitive data outside the policy's jurisdictions (the product's own
+and its external sinks'). One refused product refuses the batch: nothing of it is published or
+exported. A passed serve gate publishes the products, then copies each to its sinks
+(:mod:`chaintrace_chain.exports`). These rules hold even with the GX gates
 switched off (``CHAINTRACE_GATES_ENABLED=false`` only skips the quality suites).
 
 The gate report (``<root>/reports/<dataset>/run=<run>/<stage>.gate.json``) keeps the full result, what
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from chaintrace_chain.governance import (
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
     from chaintrace_chain.gate_facets import GateResult
     from chaintrace_chain.spec import DatasetSpec
+    from chaintrace_chain.storage import ZonePath
     from chaintrace_chain.zones import Zones
     from lineage.governance.policy import GovernancePolicy
 
@@ -55,6 +57,7 @@ class GateReport:
     error: str | None = None
     refused: dict[str, str] = field(default_factory=dict)  # serve: product -> why governance refused it
     governance: dict[str, Any] | None = None  # serve: {"policyVersion", "k", "decisions"}
+    exported: list[dict[str, Any]] = field(default_factory=list)  # serve: ExportRecord.to_dict() each
 
     def summary(self) -> dict[str, Any]:
         failed = [a for a in (self.result or {}).get("assertions", []) if not a.get("success")]
@@ -70,11 +73,12 @@ class GateReport:
             "failed": names,
             "quarantined": self.quarantined,
             "published": self.published,
+            "exported": {f"{e['product']}->{e['sink']}": e["file"] for e in self.exported},
             "refused": self.refused,
         }
 
 
-def _gate_report_path(zones: Zones, dataset: str, run: str, stage: str) -> Path:
+def _gate_report_path(zones: Zones, dataset: str, run: str, stage: str) -> ZonePath:
     return zones.report(dataset, run, f"{stage}.gate")
 
 
@@ -85,20 +89,20 @@ def load_gate_report(zones: Zones, dataset: str, run: str, stage: str) -> GateRe
     return GateReport(**json.loads(path.read_text()))
 
 
-def _frames(spec: DatasetSpec, report: StageReport) -> dict[str, pd.DataFrame]:
+def _frames(spec: DatasetSpec, report: StageReport, zones: Zones) -> dict[str, pd.DataFrame]:
     """What the gate sees: landed sources as text after collect, the written tables after the others."""
     if report.stage == "collect":
         from chaintrace_chain.transforms.common import read_landed
 
         return {
-            item.table: read_landed(spec.sources[item.table], Path(item.file), as_text=True)
+            item.table: read_landed(spec.sources[item.table], zones.locate(item.file), as_text=True)
             for item in report.outputs
         }
-    return {item.table: read_table(item.file) for item in report.outputs}
+    return {item.table: read_table(zones.locate(item.file)) for item in report.outputs}
 
 
-def _partitions(report: StageReport) -> list[Path]:
-    return [Path(item.file).parent for item in report.outputs]
+def _partitions(report: StageReport, zones: Zones) -> list[ZonePath]:
+    return [zones.locate(item.file).parent for item in report.outputs]
 
 
 def _publish(spec: DatasetSpec, report: StageReport, zones: Zones) -> dict[str, str]:
@@ -107,7 +111,7 @@ def _publish(spec: DatasetSpec, report: StageReport, zones: Zones) -> dict[str, 
     published: dict[str, str] = {}
     for item in report.outputs:
         target = zones.published(spec.name, item.table)
-        atomic_copy(Path(item.file), target)
+        atomic_copy(zones.locate(item.file), target)
         published[item.table] = str(target)
     return published
 
@@ -130,7 +134,8 @@ def check_products(
         item = staged.get(product.name)
         frame = None
         if item is not None:
-            frame = frames[item.table] if frames and item.table in frames else read_table(item.file)
+            known = frames and item.table in frames
+            frame = frames[item.table] if frames and known else read_table(zones.locate(item.file))
         verdicts.append(
             check_product(
                 product,
@@ -160,12 +165,12 @@ def _quarantine(
     zones: Zones,
     result: GateResult | None,
     refused: dict[str, str],
-) -> Path:
+) -> ZonePath:
     """Move the batch aside; ``reason.json`` says which expectations failed and which products the
     governance rules refused, and why."""
     from chaintrace_chain.gates import quarantine
 
-    partitions = _partitions(report)
+    partitions = _partitions(report, zones)
     if result is not None and not result.success:
         folder = quarantine(result, partitions, zones=zones)
         reason = json.loads((folder / "reason.json").read_text())
@@ -195,7 +200,7 @@ def gate_stage(spec: DatasetSpec, stage: str, *, zones: Zones, run: str, enabled
     result: GateResult | None = None
     frames: dict[str, pd.DataFrame] | None = None
     if enabled:
-        frames = _frames(spec, report)
+        frames = _frames(spec, report, zones)
         result = run_gate(spec.name, stage, frames, run_key=run, zones=zones)
     gate = GateReport(
         dataset=spec.name,
@@ -232,6 +237,9 @@ def gate_stage(spec: DatasetSpec, stage: str, *, zones: Zones, run: str, enabled
             )
         raise GateFailed(f"{spec.name}/{stage}: {'; '.join(why)}; batch quarantined in {gate.quarantined}")
     if stage == "serve":
+        from chaintrace_chain.exports import export_products
+
         gate.published = _publish(spec, report, zones)
+        gate.exported = [record.to_dict() for record in export_products(spec, gate.published, zones)]
     atomic_write_bytes(_gate_report_path(zones, spec.name, run, stage), json.dumps(asdict(gate)).encode())
     return gate

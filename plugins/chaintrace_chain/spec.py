@@ -2,8 +2,8 @@
 
 A spec names the sources (where collect fetches them, their licence and format), the typed schema of
 every table the store stage writes, and the data products the serve stage publishes (audience, allowed
-level, purposes, small-cell threshold). Adding a dataset means a spec, its suites and its transforms
-module, nothing else.
+level, purposes, small-cell threshold, jurisdictions, and the external sinks each product is exported
+to). Adding a dataset means a spec, its suites and its transforms module, nothing else.
 
 Classification levels (L1..L4) come from the governance policy (``policy/governance.yaml``: rules by
 column name and type); a spec only states where it knows better: ``level`` on a column overrides the
@@ -13,9 +13,11 @@ columns no rule matches (a table copied from already-published open data). See `
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -26,7 +28,13 @@ if TYPE_CHECKING:
     from lineage.governance.policy import GovernancePolicy
 
 SPEC_DIR = Path(__file__).with_name("specs")
-__all__ = ["LEVELS", "ColumnSpec", "DatasetSpec", "Level", "ProductSpec", "SpecError", "TableSpec"]
+__all__ = [
+    "LEVELS", "ColumnSpec", "DatasetSpec", "ExportSpec", "Level", "ProductSpec", "SpecError", "TableSpec",
+]
+DATA_ROOT_PLACEHOLDER = "{data_root}"
+_EXPORT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# ISO 3166 country codes with an optional subdivision ("US", "US-PA"), as the policy names them.
+_JURISDICTION = re.compile(r"^[A-Z]{2,3}(-[A-Z0-9]{1,3})?$")
 ColumnType = Literal["int64", "float64", "str", "bool", "datetime", "date", "category"]
 
 
@@ -87,6 +95,52 @@ class TableSpec(_Strict):
         raise KeyError(name)
 
 
+class ExportSpec(_Strict):
+    """An external sink a product is copied to after the serve gate passes (a partner office's folder).
+
+    ``url``: any fsspec URL or absolute path; ``{data_root}`` at its start stands for the data root
+    (the demo's sink is a folder under it). The copy lands at ``<url>/<product>.parquet``.
+    """
+
+    name: str = Field(description="The sink's name, as the lineage and the audit log show it.")
+    url: str = Field(description="Folder the product is copied to: an fsspec URL or an absolute path.")
+    jurisdiction: str = Field(description="Where the sink is (US, US-PA ...).")
+
+    @model_validator(mode="after")
+    def _well_formed(self) -> ExportSpec:
+        if not _EXPORT_NAME.match(self.name):
+            raise ValueError(f"name {self.name!r}: letters, digits, '.', '_' and '-' only")
+        if not _JURISDICTION.match(self.jurisdiction):
+            raise ValueError(
+                f"jurisdiction {self.jurisdiction!r}: an ISO 3166 code such as 'US' or 'US-PA'"
+            )
+        check_export_url(self.url)
+        return self
+
+    def resolved_url(self, data_root: str) -> str:
+        """The URL with ``{data_root}`` replaced by the zones' root (an absolute path or a URL)."""
+        if self.url.startswith(DATA_ROOT_PLACEHOLDER):
+            return data_root.rstrip("/") + "/" + self.url[len(DATA_ROOT_PLACEHOLDER) :].lstrip("/")
+        return self.url
+
+
+def check_export_url(url: str) -> None:
+    """An export URL must name a folder an fsspec filesystem can reach; raises ValueError saying why."""
+    if not url.strip():
+        raise ValueError("url: empty")
+    if url.startswith(DATA_ROOT_PLACEHOLDER):
+        return
+    if "://" not in url:
+        if not url.startswith("/"):
+            raise ValueError(f"url {url!r}: an absolute path, a URL (s3://, file://) or {{data_root}}/...")
+        return
+    import fsspec
+
+    scheme = urlsplit(url).scheme
+    if scheme not in fsspec.available_protocols():
+        raise ValueError(f"url {url!r}: no fsspec filesystem knows the scheme {scheme!r}")
+
+
 class ProductSpec(_Strict):
     """A data product the serve stage publishes from a table of the analysis zone."""
 
@@ -100,6 +154,17 @@ class ProductSpec(_Strict):
     jurisdictions: list[str] = Field(default_factory=lambda: ["US"])
     min_cell_rows: int = Field(default=10, ge=1, description="k: aggregate cells below it are suppressed.")
     count_column: str | None = Field(default=None, description="Column holding the rows behind each cell.")
+    exports: list[ExportSpec] = Field(
+        default_factory=list, description="External sinks the published product is copied to."
+    )
+
+    @model_validator(mode="after")
+    def _exports_are_unique(self) -> ProductSpec:
+        names = [export.name for export in self.exports]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"products.{self.name}.exports: names must be unique, repeated: {repeated}")
+        return self
 
     @model_validator(mode="after")
     def _count_column_is_published(self) -> ProductSpec:
@@ -134,8 +199,8 @@ class DatasetSpec(_Strict):
         for table_name, table in self.tables.items():
             if table.source not in self.sources:
                 raise ValueError(f"tables.{table_name}.source: unknown source {table.source!r}")
-            names = {column.name for column in table.columns}
-            unknown = [key for key in table.primary_key if key not in names]
+            declared = {column.name for column in table.columns}
+            unknown = [key for key in table.primary_key if key not in declared]
             if unknown:
                 raise ValueError(f"tables.{table_name}.primary_key: unknown columns {unknown}")
         return self

@@ -12,7 +12,6 @@ import io
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from chaintrace_chain.governance import (
@@ -30,6 +29,7 @@ from chaintrace_chain.governance import (
 )
 from chaintrace_chain.spec import DatasetSpec
 from chaintrace_chain.stage_output import FieldSource, StageOutput
+from chaintrace_chain.storage import ZonePath
 from chaintrace_chain.zones import STAGES, Zones, atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -49,8 +49,8 @@ class TableReport:
     """One table (or landed file) a stage wrote or read: a lineage dataset."""
 
     table: str
-    folder: str  # the lineage dataset name: absolute path of the zone folder
-    file: str  # the run's partition file (or the landed file)
+    folder: str  # the zone folder that is the lineage dataset: absolute path (local root) or URL
+    file: str  # the run's partition file (or the landed file), spelled the same way
     rows: int | None = None
     columns: list[dict[str, str]] = field(default_factory=list)  # [{"name", "type"}]
     levels: dict[str, str] = field(default_factory=dict)  # effective, by THE RULE (see governance)
@@ -158,13 +158,15 @@ def propagate_levels(
     return {table: {name: item.level for name, item in cols.items()} for table, cols in resolved.items()}
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
+def read_table(path: ZonePath) -> pd.DataFrame:
+    """A Parquet file of the zones, read through their filesystem."""
     import pandas as pd
 
-    return pd.read_parquet(path)
+    with path.open("rb") as handle:
+        return pd.read_parquet(handle)
 
 
-def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+def _write_parquet(frame: pd.DataFrame, path: ZonePath) -> None:
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
     atomic_write_bytes(path, buffer.getvalue())
@@ -245,15 +247,15 @@ def _transform(
     if not callable(function):
         raise StageError(f"{spec.name}: {spec.transforms} has no {stage}() function")
     if stage == "store":
-        landed = {item.table: Path(item.file) for item in previous.outputs}
+        landed = {item.table: zones.locate(item.file) for item in previous.outputs}
         output: StageOutput = function(spec, landed)
         # The store stage declares what the policy (with the spec's overrides) assigns, whatever the
         # transform says: classification starts here.
         output.levels = {**output.levels, **assigned_levels(spec, policy)}
     else:
-        frames = {item.table: read_table(item.file) for item in previous.outputs}
+        frames = {item.table: read_table(zones.locate(item.file)) for item in previous.outputs}
         output = function(spec, frames)
-    parts: dict[str, Path] = {}
+    parts: dict[str, ZonePath] = {}
     disclosures: dict[str, dict[str, Any]] = {}
     for table, frame in output.tables.items():
         missing = [column for column in frame.columns if column not in output.lineage.get(table, {})]

@@ -21,6 +21,7 @@ class RunSummary:
     rows_out: int | None = None  # rows of the published products
     quarantined: list[str] = field(default_factory=list)
     products: dict[str, str] = field(default_factory=dict)  # product -> published file
+    exports: dict[str, str] = field(default_factory=dict)  # "<product> -> <sink>" -> the copy there
     counts: dict[str, dict[str, int]] = field(default_factory=dict)  # stage -> named counts
 
     @property
@@ -46,6 +47,7 @@ def summarise_run(spec: DatasetSpec, zones: Zones, run: str) -> RunSummary:
         summary.quarantined.extend(gate.quarantined)
         if gate.published:
             summary.products.update(gate.published)
+            summary.exports.update({f"{e['product']} -> {e['sink']}": e["file"] for e in gate.exported})
             summary.rows_out = sum(item.rows or 0 for item in report.outputs)
         if not gate.success:
             break

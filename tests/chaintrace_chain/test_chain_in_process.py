@@ -226,7 +226,9 @@ def test_custom_facets_validate_against_their_schemas(chain: ChainResult) -> Non
                     document = facet["_schemaURL"].split("#", 1)[0]
                     validators[document].validate({key: facet})
                     seen.add(key)
-    assert {"governance", "disclosureControl", "purpose", "stageCounts", "sourceProvenance"} <= seen
+    expected = {"governance", "disclosureControl", "purpose", "stageCounts", "sourceProvenance"}
+    expected.add("destination")  # the copy of a product in an external sink
+    assert expected <= seen
 
 
 # ------------------------------------------------------------------ only de-identified value leaves
@@ -252,7 +254,8 @@ def _raw_identifying_values(zones: Zones) -> RawValues:
     """From the landed source files: the values of every L3/L4 column an identifying rule classified."""
     raw = RawValues(set(), set(), set())
     for name, spec in SPECS.items():
-        landed = {item.table: Path(item.file) for item in load_report(zones, name, RUN, "collect").outputs}
+        collected = load_report(zones, name, RUN, "collect").outputs
+        landed = {item.table: zones.locate(item.file) for item in collected}
         for table_name, columns in assign_levels(spec).items():
             table = spec.tables[table_name]
             frame = read_landed(spec.sources[table.source], landed[table.source])
@@ -295,9 +298,17 @@ def test_no_raw_identifying_value_is_anywhere_in_the_service_zone(chain: ChainRe
         "mpls_stops.idNum", "mpls_stops.lat", "mpls_stops.long",
     }  # fmt: skip
     assert len(raw.texts) > 60_000 and len(raw.coordinates) > 15_000
-    files = [path for path in (chain.zones.root / "service").rglob("*") if path.is_file()]
+    # Everything that leaves: the service zone and the copies in external sinks.
+    files = [
+        Path(path.path)
+        for zone in ("service", "exports")
+        for path in (chain.zones.root / zone).rglob("*")
+        if path.is_file()
+    ]
     published = sum(len(spec.products) for spec in SPECS.values())
-    assert len([p for p in files if p.suffix == ".parquet"]) == 2 * published  # staged and published
+    exported = sum(len(product.exports) for spec in SPECS.values() for product in spec.products)
+    assert exported >= 1
+    assert len([p for p in files if p.suffix == ".parquet"]) == 2 * published + exported
     assert {str(path): _leaks(path, raw) for path in files} == {str(path): set() for path in files}
     # the scan does find a leak where there is one
     name, subject, lat = (

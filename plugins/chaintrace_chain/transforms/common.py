@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -14,25 +14,33 @@ from chaintrace_chain.stage_output import ColumnLineage, FieldSource, StageOutpu
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from chaintrace_chain.storage import ZonePath
+
 
 class TransformError(ValueError):
     """Input a transform cannot work with (a missing table or column); the message names it."""
 
 
-def read_landed(source: SourceSpec, path: Path, *, as_text: bool = False) -> pd.DataFrame:
+def _open(path: Path | ZonePath) -> IO[Any]:
+    # A landed file of the zones opens through their filesystem; a plain Path (a test's fixture) locally.
+    return path.open("rb")
+
+
+def read_landed(source: SourceSpec, path: Path | ZonePath, *, as_text: bool = False) -> pd.DataFrame:
     """Read a landed file as its format says. ``as_text`` keeps every value as text (the collect gate)."""
     try:
-        if source.format in ("csv", "csv.zip"):
-            compression = "zip" if source.format == "csv.zip" else None
-            if as_text:
-                return pd.read_csv(path, compression=compression, dtype=str, keep_default_na=True)
-            return pd.read_csv(path, compression=compression, low_memory=False)
-        if source.format == "pickle.xz":
-            frame = pd.read_pickle(path, compression="xz")
-        elif source.format == "parquet":
-            frame = pd.read_parquet(path)
-        else:  # pragma: no cover - the spec model admits no other format
-            raise TransformError(f"{path}: unsupported format {source.format!r}")
+        with _open(path) as handle:
+            if source.format in ("csv", "csv.zip"):
+                compression = "zip" if source.format == "csv.zip" else None
+                if as_text:
+                    return pd.read_csv(handle, compression=compression, dtype=str, keep_default_na=True)
+                return pd.read_csv(handle, compression=compression, low_memory=False)
+            if source.format == "pickle.xz":
+                frame = pd.read_pickle(handle, compression="xz")
+            elif source.format == "parquet":
+                frame = pd.read_parquet(handle)
+            else:  # pragma: no cover - the spec model admits no other format
+                raise TransformError(f"{path}: unsupported format {source.format!r}")
     except TransformError:
         raise
     except Exception as exc:
@@ -95,7 +103,7 @@ def _cast(series: pd.Series, column: ColumnSpec) -> tuple[pd.Series, int]:
         return series.astype("str").where(present, None), int(present.sum())
 
 
-def store_tables(spec: DatasetSpec, landed: Mapping[str, Path]) -> StageOutput:
+def store_tables(spec: DatasetSpec, landed: Mapping[str, Path | ZonePath]) -> StageOutput:
     """The generic store stage: parse each landed source into its declared typed table.
 
     Columns the spec does not declare are dropped (and counted); declared columns missing from the
@@ -108,7 +116,7 @@ def store_tables(spec: DatasetSpec, landed: Mapping[str, Path]) -> StageOutput:
         if table.source not in landed:
             raise TransformError(f"{spec.name}.{table_name}: source {table.source!r} was not collected")
         source = spec.sources[table.source]
-        frame = read_landed(source, Path(landed[table.source]))
+        frame = read_landed(source, landed[table.source])
         declared = [column.name for column in table.columns]
         require_columns(frame, declared, f"{spec.name}.{table_name} ({landed[table.source]})")
         undeclared = [column for column in frame.columns if column not in declared]

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from chaintrace_chain.spec import DatasetSpec
+    from chaintrace_chain.storage import ZonePath
 
 SOURCE_TABLE = "tests"
 NAME_COLUMNS = ["fake_first_name", "fake_last_name"]
@@ -86,7 +87,7 @@ GROUPINGS = {
 }
 
 
-def store(spec: DatasetSpec, landed: Mapping[str, Path]) -> StageOutput:
+def store(spec: DatasetSpec, landed: Mapping[str, Path | ZonePath]) -> StageOutput:
     return common.store_tables(spec, landed)
 
 

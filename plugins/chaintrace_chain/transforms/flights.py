@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from chaintrace_chain.spec import DatasetSpec
+    from chaintrace_chain.storage import ZonePath
 
 # BTS counts a flight on time when it arrives less than 15 minutes after its scheduled time.
 ON_TIME_MARGIN_MIN = 15
@@ -75,7 +76,7 @@ FLIGHT_STATUSES = ("cancelled", "diverted", "on_time", "late")
 WEATHER_CONDITIONS = ("no_weather_record", "low_visibility", "precipitation", "strong_wind", "fair")
 
 
-def store(spec: DatasetSpec, landed: Mapping[str, Path]) -> StageOutput:
+def store(spec: DatasetSpec, landed: Mapping[str, Path | ZonePath]) -> StageOutput:
     return common.store_tables(spec, landed)
 
 

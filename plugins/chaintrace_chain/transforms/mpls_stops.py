@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from chaintrace_chain.spec import DatasetSpec
+    from chaintrace_chain.storage import ZonePath
 
 STOPS = "stops"
 NEIGHBOURHOODS = "neighbourhoods"
@@ -64,7 +65,7 @@ OUTCOMES = {
 RATE_GROUPINGS = {"search_rates_by_race": "race", "search_rates_by_precinct": "police_precinct"}
 
 
-def store(spec: DatasetSpec, landed: Mapping[str, Path]) -> StageOutput:
+def store(spec: DatasetSpec, landed: Mapping[str, Path | ZonePath]) -> StageOutput:
     return common.store_tables(spec, landed)
 
 
