@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -19,7 +19,11 @@ class LineageSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CHAINTRACE_", env_file=".env", extra="ignore")
 
-    data_root: Path = Field(default=Path("data"), description="Root folder of the data zones and the store.")
+    data_root: Path | str = Field(
+        default=Path("data"), description="Root of the data zones: a local folder, or any fsspec URL "
+        "(s3://bucket/prefix, memory://...; products are served from it). The default store is a SQLite "
+        "file under a local root; a URL root needs CHAINTRACE_DB_URL.",
+    )
     db_url: str | None = Field(
         default=None, description="SQLAlchemy URL of the store; default: SQLite file under data_root."
     )
@@ -65,9 +69,28 @@ class LineageSettings(BaseSettings):
         "view links each DAG run and task there; unset: no links."
     )
 
+    @field_validator("data_root", mode="before")
+    @classmethod
+    def _local_root_as_path(cls, value: object) -> object:
+        # A URL stays a string (Path would fold "s3://b/p" into "s3:/b/p"); file:// and plain paths are local.
+        if isinstance(value, str):
+            if value.startswith("file://"):
+                return Path(value.removeprefix("file://"))
+            if "://" not in value:
+                return Path(value)
+        return value
+
+    def local_data_root(self) -> Path | None:
+        """The data root as a local folder, or None when it is a remote fsspec URL."""
+        return self.data_root if isinstance(self.data_root, Path) else None
+
     def resolved_db_url(self) -> str:
-        """The store URL: ``db_url`` when set, else a SQLite file under the data root."""
+        """The store URL: ``db_url`` when set, else a SQLite file under a local data root."""
         if self.db_url:
             return self.db_url
-        path = (self.data_root / "lineage" / "lineage.db").resolve()
+        local = self.local_data_root()
+        if local is None:
+            raise ValueError(f"CHAINTRACE_DATA_ROOT is the URL {self.data_root!s}: the store cannot be a "
+                             "SQLite file there; set CHAINTRACE_DB_URL (e.g. postgresql://host/lineage)")
+        path = (local / "lineage" / "lineage.db").resolve()
         return f"sqlite:///{path}"

@@ -152,9 +152,10 @@ def test_dataset_names_follow_the_naming_spec_of_each_storage(local: ChainRun, m
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory, memory: ChainRun) -> Iterator[tuple[TestClient, str]]:
     root = tmp_path_factory.mktemp("lineage")
-    context = LineageContext.build(LineageSettings(data_root=root, db_url=f"sqlite:///{root / 'l.db'}"))
-    # LineageSettings.data_root is a local Path; the product service takes any fsspec URL as its root.
-    context.products.data_root = str(memory.zones.root)
+    # The service's data root is the chain's memory:// URL, as CHAINTRACE_DATA_ROOT would give it.
+    settings = LineageSettings(data_root=str(memory.zones.root), db_url=f"sqlite:///{root / 'l.db'}")
+    assert settings.data_root == str(memory.zones.root)
+    context = LineageContext.build(settings)
     context.start()
     _key, admin = create_key(context.engine, name="fsspec-admin", role="admin")
     _key, token = create_key(context.engine, name="fsspec-consumer", role="consumer", clearance="L1",
