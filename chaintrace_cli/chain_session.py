@@ -110,6 +110,7 @@ class LineageService:
     port: int
     spool_dir: Path | None = None
     db_url: str | None = None
+    airflow_url: str | None = None  # Airflow's UI: the web UI's run view links there
     process: subprocess.Popen[bytes] | None = None
     keys: ServiceKeys | None = None
 
@@ -140,6 +141,8 @@ class LineageService:
             env["CHAINTRACE_SPOOL_DIR"] = str(self.spool_dir)
         if self.db_url:
             env["CHAINTRACE_DB_URL"] = self.db_url
+        if self.airflow_url:
+            env["CHAINTRACE_AIRFLOW_URL"] = self.airflow_url
         self.data_root.mkdir(parents=True, exist_ok=True)
         log = (self.data_root / "lineage-service.log").open("ab")
         self.process = subprocess.Popen(
@@ -221,6 +224,7 @@ class ChainSession:
             parallelism=self.parallelism,
             extra_env=dict(self.extra_env),
         )
+        self.lineage.airflow_url = self.stack.base_url
         self.client = self.stack.client()
 
     def start(self, dag_ids: list[str], *, with_lineage: bool = True) -> None:

@@ -95,9 +95,10 @@ def run_demo(
         for summary in summaries.values():
             for product, path in summary.products.items():
                 node = quote(f"dataset:file:{path}", safe="")
-                url = f"{session.lineage.url}/api/v1/lineage?nodeId={node}"
+                url = f"{session.lineage.url}/#/graph?nodeId={node}"
                 console.print(f"lineage of {summary.dataset}/{product}: {url}")
-        console.print(f"lineage API: {session.lineage.url}/docs   Airflow UI: {session.stack.base_url}")
+        console.print(f"web UI: {session.lineage.url}/ (log in with the admin key)   lineage API: "
+                      f"{session.lineage.url}/docs   Airflow UI: {session.stack.base_url}")
         console.print("the lineage API needs the key: curl -H \"Authorization: Bearer $(jq -r .admin.token "
                       f"{keys.path})\" URL", highlight=False)
         failed = [dag for dag, run in final.items() if run["state"] != "success"]

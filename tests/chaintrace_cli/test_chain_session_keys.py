@@ -89,10 +89,13 @@ def test_the_service_process_honours_the_session_keys(
     monkeypatch.delenv("CHAINTRACE_DB_URL", raising=False)
     monkeypatch.delenv("CHAINTRACE_AUTH", raising=False)
     monkeypatch.chdir(tmp_path)  # no .env of the repository
-    service = LineageService(tmp_path / "data", free_port())
+    service = LineageService(tmp_path / "data", free_port(), airflow_url="http://127.0.0.1:18080")
     try:
         service.start()
         assert httpx.get(f"{service.url}/api/v1/namespaces", timeout=10).status_code == 401
+        # The web UI's run view links into the session's Airflow.
+        ui = httpx.get(f"{service.url}/api/v1/ui/session", headers=service.headers(), timeout=10).json()
+        assert ui["airflowUrl"] == "http://127.0.0.1:18080"
         reply = httpx.get(f"{service.url}/api/v1/namespaces", headers=service.headers(), timeout=10)
         assert reply.status_code == 200, reply.text
         producer = httpx.get(f"{service.url}/api/v1/namespaces", headers=service.headers("producer"),

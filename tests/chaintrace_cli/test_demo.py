@@ -23,6 +23,9 @@ def test_demo_once_runs_a_dataset_dag_and_prints_its_summary(tmp_path: Path) -> 
     assert "covid_testing" in out and "success" in out
     assert "5/5" in out  # stages passed
     assert "lineage of covid_testing/covid_positivity_daily" in out
+    assert "web UI: http://127.0.0.1:" in out and "/#/graph?nodeId=dataset%3Afile%3A" in out
+    # The external sink of the covid spec got its copy of the product.
+    assert (tmp_path / "exports" / "pa-health-department" / "covid_positivity_daily.parquet").is_file()
     assert (tmp_path / "service" / "covid_testing" / "covid_positivity_daily.parquet").is_file()
     assert (tmp_path / "lineage" / "lineage.db").is_file()
 
