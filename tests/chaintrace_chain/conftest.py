@@ -1,16 +1,22 @@
 """Fixtures the chain's tests share: the real lineage service under uvicorn, for tests that talk HTTP
-to it (the spool's replay, the spooling transport)."""
+to it (the spool's replay, the spooling transport); covid_testing run up to its analyze stage, for the
+serve stage's tests (governance, exports)."""
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Literal
 
 import pytest
 import uvicorn
 
+from chaintrace_chain.spec import load_spec
+from chaintrace_chain.stages import run_stage
+from chaintrace_chain.zones import Zones
 from lineage.api.app import create_app
 from lineage.context import LineageContext
 
@@ -47,3 +53,22 @@ def start_lineage_service() -> Iterator[Callable[..., str]]:
     for server, thread in running:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def covid_analysed(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Zones:
+    """collect .. analyze of covid_testing under the requesting module's ``RUN``, once per module
+    (their gates are other tests' business)."""
+    spec, run = load_spec("covid_testing"), request.module.RUN
+    zones = Zones.at(tmp_path_factory.mktemp("analysed"))
+    for stage in ("collect", "store", "process", "analyze"):
+        run_stage(spec, stage, zones=zones, run=run)
+    return zones
+
+
+@pytest.fixture
+def covid_zones(covid_analysed: Zones, tmp_path: Path) -> Zones:
+    """A fresh data root whose reports say collect .. analyze ran (their files stay where they are), so
+    each test runs serve and its gate on its own copy."""
+    shutil.copytree(Path(covid_analysed.root.path) / "reports", tmp_path / "reports")
+    return Zones.at(tmp_path)

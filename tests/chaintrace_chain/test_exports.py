@@ -6,7 +6,6 @@ refuses the batch and is a ``violation``; L1 products may go anywhere; a bad exp
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -31,18 +30,10 @@ BY_CLINIC = "covid_positivity_by_clinic"
 PROJECT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def analysed(tmp_path_factory: pytest.TempPathFactory) -> Zones:
-    zones = Zones.at(tmp_path_factory.mktemp("analysed"))
-    for stage in ("collect", "store", "process", "analyze"):
-        run_stage(SPEC, stage, zones=zones, run=RUN)
-    return zones
-
-
 @pytest.fixture
-def zones(analysed: Zones, tmp_path: Path) -> Zones:
-    shutil.copytree(Path(analysed.root.path) / "reports", tmp_path / "reports")
-    return Zones.at(tmp_path)
+def zones(covid_zones: Zones) -> Zones:
+    """covid_testing analysed under this module's RUN, on a fresh root for serve (conftest)."""
+    return covid_zones
 
 
 def _variant(product: str, **changes: Any) -> DatasetSpec:

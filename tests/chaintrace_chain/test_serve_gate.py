@@ -6,7 +6,6 @@ jurisdiction outside the policy; and a transform that declares a level too low i
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -29,20 +28,10 @@ RUN = "governed"
 BY_CLINIC = "covid_positivity_by_clinic"
 
 
-@pytest.fixture(scope="module")
-def analysed(tmp_path_factory: pytest.TempPathFactory) -> Zones:
-    """collect .. analyze of covid_testing, once (their gates are other tests' business)."""
-    zones = Zones.at(tmp_path_factory.mktemp("analysed"))
-    for stage in ("collect", "store", "process", "analyze"):
-        run_stage(SPEC, stage, zones=zones, run=RUN)
-    return zones
-
-
 @pytest.fixture
-def zones(analysed: Zones, tmp_path: Path) -> Zones:
-    """A fresh data root whose reports say collect .. analyze ran (their files stay where they are)."""
-    shutil.copytree(Path(analysed.root.path) / "reports", tmp_path / "reports")
-    return Zones.at(tmp_path)
+def zones(covid_zones: Zones) -> Zones:
+    """covid_testing analysed under this module's RUN, on a fresh root for serve (conftest)."""
+    return covid_zones
 
 
 def _variant(product: str = BY_CLINIC, **changes: Any) -> DatasetSpec:
