@@ -85,25 +85,30 @@ class GraphService:
     # ------------------------------------------------------------------------------------ /lineage
     def lineage(self, node_id: str, depth: int, direction: Direction = "both") -> bytes:
         """The Marquez ``{"graph": [...]}`` answer as JSON bytes."""
+        index = self.index
+        with index.reading():
+            return index.graph_json(*self.reached(node_id, depth, direction))
+
+    def reached(self, node_id: str, depth: int, direction: Direction = "both") -> tuple[set[int], set[int]]:
+        """(job ids, dataset ids) of the lineage answer around ``node_id``; the caller holds
+        ``index.reading()``. BadNodeId for a bad id or depth, NodeNotFound for an unknown node."""
         _check_depth(depth)
         kind, rest = parse_node_id(node_id, ("dataset", "job"))
         index = self.index
-        with index.reading():
-            if kind == "job":
-                jobs_, datasets_ = {_resolve(index.jobs, rest, node_id)}, set[int]()
-            else:
-                d = _resolve(index.datasets, rest, node_id)
-                ds = index.datasets
-                datasets_ = {d}
-                if direction == "both":
-                    jobs_ = self._marquez_seed(d)
-                else:
-                    jobs_ = set(ds.outs[d] if direction == "downstream" else ds.ins[d])
+        if kind == "job":
+            jobs, datasets = {_resolve(index.jobs, rest, node_id)}, set[int]()
+        else:
+            d = _resolve(index.datasets, rest, node_id)
+            ds = index.datasets
+            datasets = {d}
             if direction == "both":
-                jobs_, datasets_ = self._both(jobs_, datasets_, depth)
+                jobs = self._marquez_seed(d)
             else:
-                self._directed(jobs_, datasets_, depth, direction == "upstream")
-            return index.graph_json(jobs_, datasets_)
+                jobs = set(ds.outs[d] if direction == "downstream" else ds.ins[d])
+        if direction == "both":
+            return self._both(jobs, datasets, depth)
+        self._directed(jobs, datasets, depth, direction == "upstream")
+        return jobs, datasets
 
     def _marquez_seed(self, dataset: int) -> set[int]:
         """Marquez's ``getJobFromInputOrOutput``: the job that wrote the dataset last, else the job

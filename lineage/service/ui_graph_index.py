@@ -19,10 +19,9 @@ import orjson
 from sqlalchemy import Connection, select
 
 from lineage.governance.levels import Level
-from lineage.service.graph import MAX_DEPTH, Direction, GraphService, parse_node_id
+from lineage.service.graph import Direction, GraphService
 from lineage.store import read_queries as q
 from lineage.store import schema as s
-from lineage.store.graph_index import BadNodeId, NodeNotFound, split_key
 
 Key = tuple[str, str]
 GATE_FACETS = ("gateResult", "dataQualityAssertions")
@@ -33,34 +32,13 @@ def select_nodes(graph: GraphService, node_id: str, depth: int, direction: Direc
     """(datasets, jobs, edges) of the lineage answer around ``node_id``; edges index into
     ``datasets + jobs`` (nodes sorted by id, as Marquez sorts them) and run along the data flow.
 
-    Mirrors :meth:`GraphService.lineage` step by step (its seed and expansion helpers); BadNodeId and
-    NodeNotFound as it raises them.
+    The same selection as :meth:`GraphService.lineage` (both use :meth:`GraphService.reached`); BadNodeId
+    and NodeNotFound as it raises them.
     """
-    if not 0 <= depth <= MAX_DEPTH:
-        raise BadNodeId(f"depth must be between 0 and {MAX_DEPTH}")
-    kind, rest = parse_node_id(node_id, ("dataset", "job"))
     index = graph.index
     with index.reading():
         jb, ds = index.jobs, index.datasets
-        if kind == "job":
-            key = split_key(rest, jb.ids.__contains__)
-            if key is None:
-                raise NodeNotFound(f"node {node_id!r} not found")
-            jobs, datasets = {jb.ids[key]}, set[int]()
-        else:
-            key = split_key(rest, ds.ids.__contains__)
-            if key is None:
-                raise NodeNotFound(f"node {node_id!r} not found")
-            d = ds.ids[key]
-            datasets = {d}
-            if direction == "both":
-                jobs = graph._marquez_seed(d)
-            else:
-                jobs = set(ds.outs[d] if direction == "downstream" else ds.ins[d])
-        if direction == "both":
-            jobs, datasets = graph._both(jobs, datasets, depth)
-        else:
-            graph._directed(jobs, datasets, depth, direction == "upstream")
+        jobs, datasets = graph.reached(node_id, depth, direction)
         dataset_order = sorted(datasets, key=ds.node_ids.__getitem__)
         job_order = sorted(jobs, key=jb.node_ids.__getitem__)
         position = {d: i for i, d in enumerate(dataset_order)}
