@@ -21,7 +21,7 @@ from lineage.api.errors import ApiError
 from lineage.api.routes_read import clearance_view
 from lineage.context import LineageContext
 from lineage.governance.principal import principal_of
-from lineage.governance.redaction import Withheld, placeholder, redact
+from lineage.governance.redaction import ClearanceView, Withheld, placeholder, redact
 from lineage.service.graph import MAX_DEPTH, BadNodeId, Direction, NodeNotFound
 from lineage.service.reads import NotFoundError
 from lineage.service.ui_graph import UiService, compact_graph, dataset_levels, gate_verdict
@@ -47,6 +47,14 @@ def _context(request: Request) -> LineageContext:
 
 def _json(body: Any, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), media_type="application/json", headers=headers)
+
+
+def _redacted_json(body: Any, view: ClearanceView | None) -> Response:
+    """``body`` as the caller may see it (``view`` None: cleared for everything), with the withheld header."""
+    if view is None:
+        return _json(body)
+    out, headers = redact(body, view)
+    return _json(out, headers)
 
 
 @router.get("/session", summary="Who the caller is, for the page")
@@ -125,10 +133,7 @@ def node(
             body = service.dataset_panel(*key)
     except NotFoundError as exc:
         raise ApiError(404, exc.message) from exc
-    if view is None:
-        return _json(body)
-    out, headers = redact(body, view)
-    return _json(out, headers)
+    return _redacted_json(body, view)
 
 
 @router.get(
@@ -144,10 +149,7 @@ def run_view(request: Request, run_id: str) -> Response:
         body = RunView(context.engine, context.settings.airflow_url).dag_run(run_id)
     except ReportNotFoundError as exc:
         raise ApiError(404, exc.message) from exc
-    if view is None:
-        return _json(body)
-    out, headers = redact(body, view)
-    return _json(out, headers)
+    return _redacted_json(body, view)
 
 
 def install_ui(app: FastAPI) -> None:
