@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, Engine, Row, delete, func, select, text
 
+from lineage.store import parallel_rebuild
 from lineage.store import schema as s
 from lineage.store.projector import Projection, StoredEvent, project
 from lineage.tuning import paused_gc
@@ -26,7 +27,7 @@ _CHUNK = 500  # SQLite allows 32k bound variables; keep IN lists well below that
 # REPLAY_MAX_ROWS rows before it is written (bigger projections merge more rows before SQL: measured
 # on SQLite, 2,000-event projections 8,974 events/s, 10,000-event ones 10,765 events/s).
 REPLAY_BATCH = 2_000
-REPLAY_MAX_ROWS = 300_000
+REPLAY_MAX_ROWS = parallel_rebuild.MAX_ROWS
 PROJECTED_KEY = "projected"
 
 
@@ -214,23 +215,58 @@ def generation(connection: Connection) -> int:
 
 
 def rebuild(
-    engine: Engine, *, batch_size: int = REPLAY_BATCH, progress: Callable[[int], None] | None = None
+    engine: Engine,
+    *,
+    batch_size: int = REPLAY_BATCH,
+    progress: Callable[[int], None] | None = None,
+    parallel_min_events: int | None = parallel_rebuild.DEFAULT_MIN_EVENTS,
 ) -> int:
-    """Empty the derived tables and replay every raw event, in one transaction. Returns events replayed."""
+    """Empty the derived tables and replay every raw event, in one transaction. Returns events replayed.
+
+    With at least ``parallel_min_events`` events (None: never) a helper process builds part of the log
+    (:mod:`lineage.store.parallel_rebuild`); the result is the same either way.
+    """
     with engine.begin() as connection:
-        return rebuild_in(connection, batch_size=batch_size, progress=progress)
+        return rebuild_in(
+            connection, batch_size=batch_size, progress=progress, parallel_min_events=parallel_min_events
+        )
 
 
 def rebuild_in(
-    connection: Connection, *, batch_size: int = REPLAY_BATCH, progress: Callable[[int], None] | None = None
+    connection: Connection,
+    *,
+    batch_size: int = REPLAY_BATCH,
+    progress: Callable[[int], None] | None = None,
+    parallel_min_events: int | None = None,
 ) -> int:
-    """:func:`rebuild` inside the caller's transaction."""
+    """:func:`rebuild` inside the caller's transaction.
+
+    Serial unless ``parallel_min_events`` is given: a helper process reads the log through its own
+    connection, so it would not see changes this transaction made to ``events`` (retention's deletes).
+    """
     lock_writers(connection)
     for table in s.DERIVED_TABLES:
         if connection.dialect.name == "postgresql":
             connection.execute(text(f"TRUNCATE {table.name}"))  # transactional there, and no dead rows
         else:
             connection.execute(delete(table))
+    done: tuple[int, int] | None = None  # (events replayed, last event id)
+    bounds = None if parallel_min_events is None else parallel_rebuild.plan(connection, batch_size,
+                                                                            parallel_min_events)
+    if bounds is not None:
+        in_parallel = parallel_rebuild.replay_parallel(connection, bounds, progress)
+        if in_parallel is not None:  # None: no helper process could start; nothing was written
+            done = (in_parallel, bounds[-1][1])
+    replayed, last = done or _replay_serial(connection, batch_size, progress)
+    set_projected(connection, last)
+    bump_generation(connection)
+    return replayed
+
+
+def _replay_serial(
+    connection: Connection, batch_size: int, progress: Callable[[int], None] | None
+) -> tuple[int, int]:
+    """Replay the whole log in this process; returns (events replayed, last event id)."""
     replayed = 0
     last = 0
     with paused_gc():
@@ -248,9 +284,7 @@ def rebuild_in(
             if progress is not None:
                 progress(replayed)
         projection.write(connection)
-    set_projected(connection, last)
-    bump_generation(connection)
-    return replayed
+    return replayed, last
 
 
 def graph_hash(engine: Engine) -> str:

@@ -34,10 +34,15 @@ class MergeSpec:
     lww_groups: tuple[tuple[str, tuple[str, ...]], ...] = ()
     _sql: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
     _key: Callable[[Row], Any] = field(init=False, compare=False, repr=False)
+    constants: tuple[str, ...] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # itemgetter builds the batch key in C: this runs for every derived row of every event.
         object.__setattr__(self, "_key", itemgetter(*self.keys))
+        merged = {*self.keys, *self.min_cols, *self.max_cols}
+        merged.update(col for order_col, carried in self.lww_groups for col in (order_col, *carried))
+        constants = tuple(c.name for c in self.table.columns if c.name not in merged)
+        object.__setattr__(self, "constants", constants)
 
     @property
     def columns(self) -> list[str]:
@@ -66,6 +71,18 @@ class MergeSpec:
                 old[order_col] = row[order_col]
                 for col in carried:
                     old[col] = row[col]
+
+    def merge_into_descending(self, acc: dict[Any, Row], row: Row) -> None:
+        """:meth:`merge_into` for rows folded in descending event order (a parallel rebuild's upper range).
+
+        The constants must still come from the earliest event, which is now the row seen last.
+        """
+        old = acc.setdefault(self._key(row), row)
+        if old is row:
+            return
+        self.merge_into(acc, row)
+        for col in self.constants:
+            old[col] = row[col]
 
     def upsert_sql(self, paramstyle: str) -> str:
         """The upsert for a DB-API driver of ``paramstyle`` (positional: qmark or format)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -124,13 +124,19 @@ def _facets(obj: Any, key: str = "facets") -> dict[str, Any]:
 
 
 class Projection:
-    """Rows of one projection batch, merged per primary key."""
+    """Rows of one projection batch, merged per primary key.
 
-    def __init__(self) -> None:
+    ``descending``: events will be extended in descending id order (see :mod:`parallel_rebuild`), so
+    constant columns are taken from the row merged last instead of the first.
+    """
+
+    def __init__(self, *, descending: bool = False) -> None:
         self.acc: dict[str, dict[tuple[Any, ...], Row]] = {name: {} for name in SPECS}
         # One bound merge per table: this runs for every derived row of every event.
         self.adders: dict[str, Callable[[Row], None]] = {
-            name: partial(spec.merge_into, self.acc[name]) for name, spec in SPECS.items()
+            name: partial(spec.merge_into_descending if descending and spec.constants else spec.merge_into,
+                          self.acc[name])
+            for name, spec in SPECS.items()
         }
 
     def add(self, table: str, row: Row) -> None:
@@ -141,14 +147,22 @@ class Projection:
         for ev in events:
             _project_one(self, ev)
 
-    def row_count(self) -> int:
-        return sum(len(rows) for rows in self.acc.values())
+    def row_count(self, tables: Collection[str] | None = None) -> int:
+        return sum(len(self.acc[name]) for name in self.acc if tables is None or name in tables)
 
-    def values(self) -> dict[str, list[tuple[Any, ...]]]:
-        """Per table, the merged rows as parameter tuples in column order (what the upserts bind)."""
+    def values(
+        self, tables: Iterable[str] | None = None, *, clear: bool = False
+    ) -> dict[str, list[tuple[Any, ...]]]:
+        """Per table, the merged rows as parameter tuples in column order (what the upserts bind).
+
+        ``tables``: only these (default all); ``clear``: and start them afresh in this projection.
+        """
         out: dict[str, list[tuple[Any, ...]]] = {}
-        for name, rows in self.acc.items():
+        for name in self.acc if tables is None else tables:
+            rows = self.acc[name]
             batch = list(rows.values())
+            if clear:
+                rows.clear()  # in place: the bound merges in ``adders`` hold this very dict
             if batch and "value" in batch[0]:
                 # Facet values are kept as objects while rows merge; only the winners get serialised.
                 for row in batch:
