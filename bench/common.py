@@ -227,7 +227,8 @@ def write_section(section: str, data: dict[str, Any], *, quick: bool,
         current = {}
     info = info or run_info()
     info["finished"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    sections = current.get("sections") if isinstance(current.get("sections"), dict) else {}
+    stored = current.get("sections")
+    sections: dict[str, Any] = stored if isinstance(stored, dict) else {}
     sections[section] = {"run": info, "quick": quick, **data}
     merged = {"updated": info["date"], "git_commit": info["git_commit"], "machine": info["machine"],
               "sections": sections}
