@@ -29,6 +29,11 @@ def _zones() -> Zones:
     return Zones.from_settings()  # any fsspec URL (CHAINTRACE_DATA_ROOT, CHAINTRACE_DATA_STORAGE_OPTIONS)
 
 
+def _try_ledger() -> Any:
+    """Where tries record their start and end (previous_try.TryLedger): the data root every worker shares."""
+    return _zones().root / "state" / "tries"
+
+
 def _spec(dataset: str) -> DatasetSpec:
     from chaintrace_chain.settings import ChainSettings
     from chaintrace_chain.spec import load_spec
@@ -57,6 +62,19 @@ class _ChainOperator(BaseOperator):
         self.dataset = dataset
         self.stage = stage
         self._run: str | None = None
+
+    def pre_execute(self, context: Any) -> None:
+        # Records when this try began its work, and closes the lineage of earlier tries of this task that
+        # died without a terminal event (worker killed); see previous_try. Never raises.
+        from chaintrace_chain.previous_try import begin_try
+
+        begin_try(context["ti"], context["dag_run"], _try_ledger)
+
+    def _mark_try_ended(self, task_instance: Any) -> None:
+        """Called as the provider builds this try's COMPLETE or FAIL: the try needs no closing later."""
+        from chaintrace_chain.previous_try import mark_try_ended
+
+        mark_try_ended(task_instance, _try_ledger)
 
     def _report(self, stage: str | None = None, run: str | None = None) -> StageReport | None:
         from chaintrace_chain.stages import StageError, load_report
@@ -92,6 +110,7 @@ class StageOperator(_ChainOperator):
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
         from chaintrace_chain.lineage_build import stage_lineage
 
+        self._mark_try_ended(task_instance)
         try:
             report = self._report(run=_run_of(task_instance))
             return stage_lineage(_spec(self.dataset), report, _zones()) if report else _empty_lineage()
@@ -102,6 +121,7 @@ class StageOperator(_ChainOperator):
     def get_openlineage_facets_on_failure(self, task_instance: Any) -> OperatorLineage:
         from chaintrace_chain.lineage_build import stage_failure_lineage
 
+        self._mark_try_ended(task_instance)
         try:
             return stage_failure_lineage(_spec(self.dataset), self.stage, _run_of(task_instance), _zones())
         except Exception:
@@ -137,6 +157,7 @@ class GateOperator(_ChainOperator):
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
         from chaintrace_chain.lineage_build import gate_lineage
 
+        self._mark_try_ended(task_instance)
         try:
             return gate_lineage(_spec(self.dataset), self.stage, _run_of(task_instance), _zones())
         except Exception:

@@ -31,7 +31,11 @@ EXPECTED_SERVICES = {
     "airflow-triggerer", "airflow-worker", "lineage", "lineage-keys",
 }
 # CHAINTRACE_* variables read by code other than the two settings objects, by the constant naming them.
-OTHER_CHAINTRACE_VARIABLES = {masking.SALT_ENV}
+# The Airflow UI plugin's variable, read from its source: importing the plugin would pull in Airflow.
+_UI_URL_ENV = re.search(r'^URL_ENV = "(\w+)"', (Path(__file__).resolve().parents[2] / "plugins"
+                                                / "chaintrace_airflow_ui.py").read_text(), re.MULTILINE)
+assert _UI_URL_ENV, "plugins/chaintrace_airflow_ui.py no longer names its URL_ENV"
+OTHER_CHAINTRACE_VARIABLES = {masking.SALT_ENV, _UI_URL_ENV[1]}
 APP_DIR = PurePosixPath("/app")  # WORKDIR of the Dockerfile
 
 
