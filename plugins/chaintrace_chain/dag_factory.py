@@ -38,9 +38,10 @@ def build_dag(spec: DatasetSpec) -> DAG:
         previous: TaskGroup | None = None
         for stage in STAGES:
             with TaskGroup(group_id=stage, tooltip=f"{stage} then its quality gate") as group:
-                # A refused batch must not be retried into the chain: the gate fails without retries.
+                # A refused batch is never retried into the chain: the gate raises AirflowFailException,
+                # which Airflow does not retry; a gate lost with its worker (killed) is retried.
                 StageOperator(task_id="run", dataset=spec.name, stage=stage) >> GateOperator(
-                    task_id="gate", dataset=spec.name, stage=stage, retries=0
+                    task_id="gate", dataset=spec.name, stage=stage
                 )
             if previous is not None:
                 previous >> group

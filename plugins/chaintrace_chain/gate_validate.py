@@ -234,6 +234,9 @@ def _heaviest_first(
 def _forked_pool(frame: pd.DataFrame) -> ProcessPoolExecutor | None:
     if len(frame) < FORK_ROWS or "fork" not in multiprocessing.get_all_start_methods():
         return None
+    if multiprocessing.current_process().daemon:
+        # A daemonic process (a Celery prefork pool worker) may not have children: validate inline.
+        return None
     try:
         return ProcessPoolExecutor(max_workers=WORKERS, mp_context=multiprocessing.get_context("fork"))
     except (OSError, RuntimeError):  # no fork here: do it inline

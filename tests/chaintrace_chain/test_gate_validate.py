@@ -84,3 +84,17 @@ def test_forked_workers_give_the_inline_results(tmp_path: Path, monkeypatch: pyt
     assert unique["unexpected_count"] == 2 and not unique["success"]
     for key in ("success", "assertions", "metrics", "statistics"):
         assert forked[key] == inline[key], key
+
+
+def test_a_daemonic_process_validates_inline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Celery prefork pool worker is daemonic and may not have children: no forked pool there."""
+    import multiprocessing
+    from types import SimpleNamespace
+
+    frame = pd.DataFrame({"x": range(10)})
+    monkeypatch.setattr(gate_validate, "FORK_ROWS", 1)
+    pool = gate_validate._forked_pool(frame)
+    assert pool is not None  # an ordinary process forks its workers
+    pool.shutdown()
+    monkeypatch.setattr(multiprocessing, "current_process", lambda: SimpleNamespace(daemon=True))
+    assert gate_validate._forked_pool(frame) is None

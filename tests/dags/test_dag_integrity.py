@@ -64,5 +64,7 @@ def test_one_dag_per_dataset_spec_with_five_gated_stages() -> None:
             assert second in dag.get_task(first).downstream_task_ids, f"{dag_id}: {first} -> {second} missing"
         for stage in STAGES:
             gate = dag.get_task(f"{stage}.gate")
-            assert gate.retries == 0, "a refused batch must not be retried into the chain"
+            # A gate lost with its worker is retried; a refused batch raises AirflowFailException,
+            # which Airflow never retries (tests/e2e/test_bad_data_and_outage.py checks the try number).
+            assert gate.retries == 1, "a gate must survive a lost worker"
         assert dag.schedule == specs[dag_id].schedule or str(dag.timetable.summary) == specs[dag_id].schedule

@@ -92,8 +92,11 @@ def test_a_corrupted_source_is_refused_by_the_right_gate_and_quarantined(
     _corrupt, gate_stage, expectation = CORRUPTIONS[corruption]
     run_id = f"e2e_bad_{corruption}"
     assert bad_runs[corruption] == "failed"
-    states = {ti["task_id"]: ti["state"] for ti in chain_env.session.client.task_instances("flights", run_id)}
+    instances = chain_env.session.client.task_instances("flights", run_id)
+    states = {ti["task_id"]: ti["state"] for ti in instances}
     assert states[f"{gate_stage}.gate"] == "failed"
+    # Gates have a retry (for a gate lost with its worker), but a refused batch is never retried.
+    assert {ti["task_id"]: ti["try_number"] for ti in instances}[f"{gate_stage}.gate"] == 1
     for stage in STAGES[STAGES.index(gate_stage) + 1 :]:
         assert states[f"{stage}.run"] == "upstream_failed", states
     zones = Zones.at(chain_env.session.data_root)
