@@ -70,8 +70,8 @@ def markdown(data: dict[str, Any]) -> str:
     lines.append(f"- Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('mem_gb', '?')} GB; "
                  f"Python {m.get('python', '?')}, SQLite {m.get('sqlite', '?')}, "
                  f"PostgreSQL {m.get('postgresql', '?')}")
-    lines.append("- Reproduce: `python -m bench` (~20 min) or `python -m bench ingest|graph|rebuild|gate|"
-                 "lineage_overhead|demo_chain [--quick]`; figures in `bench/results/latest.json`.")
+    lines.append("- Reproduce: `python -m bench` (~40 min) or `python -m bench SECTION ... [--quick]` with "
+                 f"sections {', '.join(ORDER)}; figures in `bench/results/latest.json`.")
     return "\n".join(lines)
 
 
