@@ -28,16 +28,23 @@ import os
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
-from bench.common import Target, log, print_targets, run_info, targets_json, write_section
+from bench.common import (
+    Target,
+    log,
+    print_targets,
+    run_info,
+    targets_json,
+    throwaway_pg_database,
+    write_section,
+)
+from chaintrace_chain.spec_copies import triggered_spec_dir
 
 BACKFILL_DAG = "flights"
 BACKFILL_DAYS = 10
@@ -54,40 +61,9 @@ REDIS_URL = os.environ.get("CHAINTRACE_TEST_REDIS_URL", "redis://127.0.0.1:6379"
 
 # ------------------------------------------------------------------------------------- the two stacks
 def make_spec_dir(target: Path, *, flights_file: Path | None = None) -> Path:
-    """The shipped specs without schedules (only triggered runs), except the backfilled DAG, which keeps
-    its daily schedule (a backfill follows the schedule). ``flights_file``: read the flights table from
-    that local copy instead of the package (as tests/e2e does)."""
-    from chaintrace_chain.spec import SPEC_DIR
-
-    target.mkdir(parents=True, exist_ok=True)
-    for source in SPEC_DIR.glob("*.yaml"):
-        spec = yaml.safe_load(source.read_text())
-        if spec["name"] != BACKFILL_DAG:
-            spec["schedule"] = None
-        elif flights_file is not None:
-            original = spec["sources"]["flights"]
-            spec["sources"]["flights"] = {"kind": "file", "path": str(flights_file),
-                                          "format": original["format"], "licence": original["licence"],
-                                          "description": "local copy"}
-        (target / source.name).write_text(yaml.safe_dump(spec, sort_keys=False))
-    return target
-
-
-@contextlib.contextmanager
-def throwaway_pg_database(prefix: str) -> Iterator[str]:
-    """A new PostgreSQL database on the local server (trust auth); dropped on exit."""
-    from sqlalchemy import create_engine, text
-
-    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    """The shipped specs run only when triggered, except the backfilled DAG, which keeps its daily
+    schedule (a backfill follows the schedule)."""
+    return triggered_spec_dir(target, scheduled={BACKFILL_DAG}, flights_file=flights_file)
 
 
 @contextlib.contextmanager
@@ -118,8 +94,8 @@ def celery_chain(root: Path, spec_dir: Path, dag_ids: list[str], *, workers: int
     from chaintrace_cli.airflow_stack import AirflowStack, CeleryBackends
     from chaintrace_cli.chain_session import ChainSession
 
-    with (throwaway_pg_database("ct_airflow") as airflow_db,
-          throwaway_pg_database("ct_lineage") as lineage_db, throwaway_redis_db() as broker):
+    with (throwaway_pg_database("ct_airflow", PG_ADMIN_URL) as airflow_db,
+          throwaway_pg_database("ct_lineage", PG_ADMIN_URL) as lineage_db, throwaway_redis_db() as broker):
         session = ChainSession(root, spec_dir=spec_dir, parallelism=workers * concurrency)
         session.lineage.db_url = lineage_db
         local = session.stack

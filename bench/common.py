@@ -254,14 +254,21 @@ def sqlite_store(tag: str) -> Iterator[str]:
 @contextlib.contextmanager
 def pg_store(tag: str) -> Iterator[str]:
     """A throw-away PostgreSQL database (created now, dropped WITH (FORCE) afterwards)."""
+    with throwaway_pg_database(f"chaintrace_bench_{tag}") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def throwaway_pg_database(prefix: str, admin_url: str = PG_ADMIN_URL) -> Iterator[str]:
+    """A new database ``<prefix>_<pid>_<random>`` on the server of ``admin_url``; dropped on exit."""
     from sqlalchemy import create_engine, text
 
-    name = f"chaintrace_bench_{tag}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
     finally:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -25,24 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
 from bench.common import Target, log, print_targets, run_info, targets_json, write_section
+from chaintrace_chain.spec_copies import triggered_spec_dir
 
 QUICK_DATASETS = ["covid_testing"]
 SWITCHED_OFF = {"CHAINTRACE_GATES_ENABLED": "false", "AIRFLOW__OPENLINEAGE__DISABLED": "True"}
-
-
-def make_spec_dir(target: Path) -> Path:
-    """The shipped specs with no schedule."""
-    from chaintrace_chain.spec import SPEC_DIR
-
-    target.mkdir(parents=True, exist_ok=True)
-    for source in SPEC_DIR.glob("*.yaml"):
-        spec = yaml.safe_load(source.read_text())
-        spec["schedule"] = None
-        (target / source.name).write_text(yaml.safe_dump(spec, sort_keys=False))
-    return target
 
 
 def _event_count(url: str, headers: dict[str, str]) -> int:
@@ -124,7 +112,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     log(f"demo_chain: DAGs {dag_ids}; two Airflow sessions, each about a minute to start")
     with tempfile.TemporaryDirectory(prefix="chaintrace-bench-demo-") as folder:
         root = Path(folder)
-        spec_dir = make_spec_dir(root / "specs")
+        spec_dir = triggered_spec_dir(root / "specs")
         normal = run_session("normal", root / "normal", spec_dir, dag_ids, switched_off=False)
         _check("normal", normal, switched_off=False)
         bare = run_session("switched_off", root / "off", spec_dir, dag_ids, switched_off=True)

