@@ -102,6 +102,17 @@ def ensure_service_keys(db_url: str, path: Path) -> ServiceKeys:
     return ServiceKeys(producer=tokens["producer"], admin=tokens["admin"], path=path)
 
 
+def airflow_run_id(event: dict[str, Any]) -> str | None:
+    """The Airflow DAG run an OpenLineage event belongs to (the provider's ``airflow`` or
+    ``airflowDagRun`` run facet), or None."""
+    facets = event.get("run", {}).get("facets", {})
+    for key in ("airflow", "airflowDagRun"):
+        dag_run = facets.get(key, {}).get("dagRun")
+        if dag_run:
+            return str(dag_run.get("run_id"))
+    return None
+
+
 @dataclass
 class LineageService:
     """The lineage service as its own process (``chaintrace lineage serve``), and the keys of its store."""

@@ -19,7 +19,7 @@ import pytest
 
 from chaintrace_chain.spec import all_specs
 from chaintrace_chain.spec_copies import package_file, triggered_spec_dir
-from chaintrace_cli.chain_session import ChainSession
+from chaintrace_cli.chain_session import ChainSession, airflow_run_id
 
 DATASETS = [spec.name for spec in all_specs()]
 FLIGHTS_PACKAGE_FILE = "data/flights.csv.zip"
@@ -73,15 +73,6 @@ class ChainEnv:
 
     def events_of_run(self, run_id: str) -> list[dict[str, Any]]:
         return events_of(self.events(), run_id)
-
-
-def airflow_run_id(event: dict[str, Any]) -> str | None:
-    facets = event.get("run", {}).get("facets", {})
-    for key in ("airflow", "airflowDagRun"):
-        dag_run = facets.get(key, {}).get("dagRun")
-        if dag_run:
-            return str(dag_run.get("run_id"))
-    return None
 
 
 def events_of(events: list[dict[str, Any]], run_id: str) -> list[dict[str, Any]]:

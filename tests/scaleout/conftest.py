@@ -20,7 +20,7 @@ import pytest
 from bench.backfill import BACKFILL_DAG, BACKFILL_DAYS, celery_chain, make_spec_dir, run_backfill
 from chaintrace_chain.spec import all_specs
 from chaintrace_chain.spec_copies import package_file
-from chaintrace_cli.chain_session import ChainSession
+from chaintrace_cli.chain_session import ChainSession, airflow_run_id
 
 DATASETS = [spec.name for spec in all_specs()]
 MANUAL_RUN = "scaleout_manual"
@@ -57,15 +57,7 @@ class ScaleOut:
                     return events
 
 
-    @staticmethod
-    def airflow_run_id(event: dict[str, Any]) -> str | None:
-        """The Airflow DAG run an event belongs to (the provider's ``airflow``/``airflowDagRun`` facets)."""
-        facets = event.get("run", {}).get("facets", {})
-        for key in ("airflow", "airflowDagRun"):
-            dag_run = facets.get(key, {}).get("dagRun")
-            if dag_run:
-                return str(dag_run.get("run_id"))
-        return None
+    airflow_run_id = staticmethod(airflow_run_id)  # for the test modules (they cannot import conftest)
 
 
 @pytest.fixture(scope="session")
