@@ -40,17 +40,15 @@ import yaml
 from bench.common import (
     Server,
     Target,
+    finish_section,
     log,
     percentile,
     pg_available,
-    print_targets,
     run_info,
     run_load,
     store,
     summary,
-    targets_json,
     write_bodies,
-    write_section,
 )
 
 SIZES = {"full": {"alerts": 120, "lag": 80, "round_trips": 100, "overhead_repeats": 2,
@@ -362,11 +360,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                           cost["ratio"], None, "x",
                           note=f"{best['shipped rules']:,.0f} vs {best['no rules']:,.0f} ev/s (best of "
                                f"{size['overhead_repeats']})"))
-    print_targets("J. alerts", targets)
-    data = {"figures": figures, "targets": targets_json(targets)}
-    path = write_section("alerts", data, quick=quick, info=info)
-    log(f"alerts: results merged into {path}")
-    return data
+    return finish_section("alerts", "J. alerts", figures, targets, quick=quick, info=info)
 
 
 if __name__ == "__main__":

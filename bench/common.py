@@ -210,6 +210,16 @@ def run_info() -> dict[str, Any]:
     }
 
 
+def finish_section(section: str, title: str, figures: Any, targets: Sequence[Target], *, quick: bool,
+                   info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Print a section's targets, merge its figures into the results file and return what was written."""
+    print_targets(title, targets)
+    data = {"figures": figures, "targets": targets_json(targets)}
+    path = write_section(section, data, quick=quick, info=info)
+    log(f"{section}: results merged into {path}")
+    return data
+
+
 def write_section(section: str, data: dict[str, Any], *, quick: bool,
                   info: dict[str, Any] | None = None) -> Path:
     """Merge ``data`` as ``sections[section]`` into bench/results/latest.json (atomic replace).

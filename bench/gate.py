@@ -38,7 +38,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, Target, log, print_targets, run_info, targets_json, write_section
+from bench.common import (
+    ROOT,
+    Target,
+    finish_section,
+    log,
+    run_info,
+)
 
 COPIES = {"full": 10, "quick": 2}
 DATASET, STAGE = "flights", "process"
@@ -360,11 +366,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                None, "s"),
         Target("D.docs", "D Data Docs build for one run", round(docs, 3), None, "s"),
     ]
-    print_targets("D. quality gate", targets)
-    data = {"figures": figures, "targets": targets_json(targets)}
-    path = write_section("gate", data, quick=quick, info=info)
-    log(f"gate: results merged into {path}")
-    return data
+    return finish_section("gate", "D. quality gate", figures, targets, quick=quick, info=info)
 
 
 if __name__ == "__main__":

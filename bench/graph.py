@@ -35,15 +35,13 @@ from bench.common import (
     Server,
     Target,
     fill_store,
+    finish_section,
     log,
     median,
     percentile,
-    print_targets,
     run_info,
     store,
     summary,
-    targets_json,
-    write_section,
 )
 
 SIZES = {
@@ -624,8 +622,4 @@ def run(quick: bool = False) -> dict[str, Any]:
         targets.append(Target("B.cte", f"B depth-{DEPTH} recursive CTE on SQLite, "
                                        f"{size['small']:,}-node store (reference)", None, None, "ms",
                               note=cte["error"]))
-    print_targets("B. graph", targets)
-    data = {"figures": figures, "targets": targets_json(targets)}
-    path = write_section("graph", data, quick=quick, info=info)
-    log(f"graph: results merged into {path}")
-    return data
+    return finish_section("graph", "B. graph", figures, targets, quick=quick, info=info)

@@ -34,16 +34,14 @@ from bench.common import (
     LoadResult,
     Server,
     Target,
+    finish_section,
     log,
     pg_available,
-    print_targets,
     run_info,
     run_load,
     store,
     summary,
-    targets_json,
     write_bodies,
-    write_section,
 )
 
 BATCH_SIZE = 1_000
@@ -377,8 +375,4 @@ def run(quick: bool = False) -> dict[str, Any]:
                           figures["inprocess_sqlite"]["events_per_s"], None, "events/s",
                           note=(f"parse+validate {inproc['parse_validate_events_per_s']:,.0f} ev/s, "
                                 f"store transaction {inproc['write_events_per_s']:,.0f} ev/s")))
-    print_targets("A. ingest", targets)
-    data = {"figures": figures, "targets": targets_json(targets)}
-    path = write_section("ingest", data, quick=quick, info=info)
-    log(f"ingest: results merged into {path}")
-    return data
+    return finish_section("ingest", "A. ingest", figures, targets, quick=quick, info=info)

@@ -52,7 +52,13 @@ from typing import Any
 import httpx
 import orjson
 
-from bench.common import Target, log, print_targets, run_info, summary, targets_json, write_section
+from bench.common import (
+    Target,
+    finish_section,
+    log,
+    run_info,
+    summary,
+)
 
 DATASET = "covid_testing"
 RUN = "bench_lineage"
@@ -437,8 +443,5 @@ def run(quick: bool = False) -> dict[str, Any]:
                round(stock_down_per_event_s, 2), None, "s",
                note=f"default retries, then the event is dropped; per task {down_ratio:,.0f}x ours p99"),
     ]
-    print_targets("F. lineage overhead per task", targets)
-    data = {"figures": figures, "targets": targets_json(targets)}
-    path = write_section("lineage_overhead", data, quick=quick, info=info)
-    log(f"lineage_overhead: results merged into {path}")
-    return data
+    return finish_section("lineage_overhead", "F. lineage overhead per task", figures, targets, quick=quick,
+                          info=info)

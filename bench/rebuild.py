@@ -20,13 +20,11 @@ from typing import Any
 from bench.common import (
     Target,
     fill_store,
+    finish_section,
     log,
     pg_available,
-    print_targets,
     run_info,
     store,
-    targets_json,
-    write_section,
 )
 
 SIZES = {"full": {"events": 30_000, "baseline": 2_000}, "quick": {"events": 8_000, "baseline": 600}}
@@ -134,8 +132,4 @@ def run(quick: bool = False) -> dict[str, Any]:
         targets.append(Target(f"C2.{backend}", f"C rebuild / one-by-one append_events ({name})",
                               round(result["events_per_s"] / base["events_per_s"], 2), None, "x",
                               note=f"one-by-one {base['events_per_s']:,.0f} ev/s over {base['events']:,}"))
-    print_targets("C. rebuild", targets)
-    data = {"figures": figures, "targets": targets_json(targets)}
-    path = write_section("rebuild", data, quick=quick, info=info)
-    log(f"rebuild: results merged into {path}")
-    return data
+    return finish_section("rebuild", "C. rebuild", figures, targets, quick=quick, info=info)

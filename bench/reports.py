@@ -26,15 +26,13 @@ import orjson
 from bench.common import (
     Target,
     fill_store,
+    finish_section,
     log,
     percentile,
     pg_available,
-    print_targets,
     run_info,
     store,
     summary,
-    targets_json,
-    write_section,
 )
 
 SIZES = {"full": {"gates": 10_000, "picks": 60, "repeat": 3, "naive_picks": 5},
@@ -178,11 +176,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                    round(p95["naive_json"] / p95["json"], 1), None, "x",
                    note=f"naive {p95['naive_json']:.0f} ms, ours {p95['json']:.1f} ms"),
         ]
-    print_targets("H. quality reports", targets)
-    data = {"figures": figures, "targets": targets_json(targets)}
-    path = write_section("reports", data, quick=quick, info=info)
-    log(f"reports: results merged into {path}")
-    return data
+    return finish_section("reports", "H. quality reports", figures, targets, quick=quick, info=info)
 
 
 if __name__ == "__main__":

@@ -31,16 +31,14 @@ from bench.common import (
     Server,
     Target,
     fill_store,
+    finish_section,
     http_get,
     log,
     median,
     percentile,
-    print_targets,
     run_info,
     store,
     summary,
-    targets_json,
-    write_section,
 )
 
 SIZES = {"full": {"nodes": 2_000, "loads": 10, "warmup": 2},
@@ -194,11 +192,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                note=f"baseline: same page, {small['nodes']}-node graph, median {small['median_s']:.3f} s, "
                     f"p95 {small['p95_s']:.3f} s"),
     ]
-    print_targets("I. lineage UI in a browser", targets)
-    data = {"figures": figures, "targets": targets_json(targets)}
-    path = write_section("ui", data, quick=quick, info=info)
-    log(f"ui: results merged into {path}")
-    return data
+    return finish_section("ui", "I. lineage UI in a browser", figures, targets, quick=quick, info=info)
 
 
 if __name__ == "__main__":
