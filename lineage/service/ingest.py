@@ -7,7 +7,6 @@ after its events are committed, so an acknowledged event survives a crash of the
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import hashlib
 import json
@@ -224,7 +223,7 @@ class IngestService:
         """
         prepared, results = self.prepare_all(events)
         if prepared:
-            flags = await asyncio.wrap_future(self.writer.submit(prepared))
+            flags = await self.writer.submit_async(prepared)
             self._apply(results, flags)
         return results
 

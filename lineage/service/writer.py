@@ -15,6 +15,7 @@ commit, and the two use two cores. Should the child die, this thread projects ag
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
@@ -43,6 +44,8 @@ MAX_LAG_S = 0.05
 # its duration (~0.15 ms an event), so slices are small under load and larger when the queue is idle.
 BUSY_SLICE = 32
 IDLE_SLICE = 512
+# Most events a request may carry to be committed on the event loop (bigger batches would hold the loop).
+LOOP_COMMIT_MAX = 64
 
 _Item = tuple[list[PreparedEvent], "Future[list[bool]]"]
 _PROJECT_NOW = object()
@@ -63,12 +66,18 @@ class GroupCommitWriter:
         self.listeners: list[Callable[[int], None]] = []
         self.writer_lock = WriterLock(engine)
         self.commits = 0
+        self.loop_commits = 0  # of which on the event loop (submit_async)
         self._queue: queue.Queue[object] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._backlog: dict[int, StoredEvent] = {}
         self._backlog_since = 0.0
         self._state = threading.Condition()
+        # Commits run on the writer thread and, for small requests, on the event loop (submit_async);
+        # the store's writer lock orders them, this guards what both update here.
+        self._books = threading.Lock()
+        self._loop_items: list[tuple[list[PreparedEvent], asyncio.Future[list[bool]]]] = []
+        self._loop_commit_scheduled = False
         self.acknowledged = 0  # highest event id this process acknowledged
         self.projected = 0  # highest event id known to be in the derived graph
 
@@ -134,6 +143,60 @@ class GroupCommitWriter:
                 listener(count)
             except Exception:  # a listener (cache, stream) must never lose a stored event
                 log.exception("projection listener failed")
+
+    def submit_async(self, batch: list[PreparedEvent]) -> asyncio.Future[list[bool]]:
+        """:meth:`submit` for a caller on an event loop: small batches are committed on the loop itself.
+
+        The requests the loop has parsed by the time it gets round to it are committed together, right
+        there, when the store's write lock is free at that moment: no hand-over to the writer thread
+        and back, and no fight over the GIL with it. Otherwise (lock busy, a big batch, no projector
+        process) the batch goes to the writer thread as with :meth:`submit`.
+        """
+        loop = asyncio.get_running_loop()
+        if len(batch) > LOOP_COMMIT_MAX or self._projector is None or not self.writer_lock.is_file_lock:
+            # PostgreSQL: no lock to try without waiting (a wait would stall every request of the loop).
+            return asyncio.wrap_future(self.submit(batch), loop=loop)
+        future: asyncio.Future[list[bool]] = loop.create_future()
+        self._loop_items.append((batch, future))
+        if not self._loop_commit_scheduled:
+            self._loop_commit_scheduled = True
+            loop.call_soon(self._commit_on_loop)
+        return future
+
+    def _commit_on_loop(self) -> None:
+        self._loop_commit_scheduled = False
+        items, self._loop_items = self._loop_items, []
+        if not self.writer_lock.try_acquire():
+            for batch, future in items:  # busy: the writer thread waits for the lock instead
+                self._to_writer_thread(batch, future)
+            return
+        try:
+            flags = self._write_locked([e for batch, _ in items for e in batch])
+        except Exception:
+            log.warning("committing on the event loop failed; retrying on the writer thread", exc_info=True)
+            for batch, future in items:  # one request's events must not fail another's
+                self._to_writer_thread(batch, future)
+            return
+        finally:
+            self.writer_lock.release()
+        self.loop_commits += 1
+        offset = 0
+        for batch, future in items:
+            if not future.done():  # a cancelled request: its events are stored all the same
+                future.set_result(flags[offset : offset + len(batch)])
+            offset += len(batch)
+
+    def _to_writer_thread(self, batch: list[PreparedEvent], target: asyncio.Future[list[bool]]) -> None:
+        def settle(done: asyncio.Future[list[bool]]) -> None:
+            if target.done():  # the request was cancelled; its events are stored all the same
+                return
+            error = done.exception()
+            if error is not None:
+                target.set_exception(error)
+            else:
+                target.set_result(done.result())
+
+        asyncio.wrap_future(self.submit(batch), loop=target.get_loop()).add_done_callback(settle)
 
     def submit(self, batch: list[PreparedEvent]) -> Future[list[bool]]:
         future: Future[list[bool]] = Future()
@@ -228,27 +291,34 @@ class GroupCommitWriter:
             offset += len(batch)
 
     def _write(self, events: list[PreparedEvent]) -> list[bool]:
+        with self.writer_lock.hold():
+            return self._write_locked(events)
+
+    def _write_locked(self, events: list[PreparedEvent]) -> list[bool]:
+        """Commit ``events`` to the raw log; the caller holds the writer lock."""
         received = times.now()
-        with self.writer_lock.hold(), self.engine.begin() as connection:
+        with self.engine.begin() as connection:
             flags, stored = append_raw(connection, events, received)
-        self.commits += 1
+        with self._books:
+            self.commits += 1
+            if stored:
+                self.acknowledged = max(self.acknowledged, stored[-1].id)
         projector = self._projector
-        if stored and projector is not None:
-            self.acknowledged = max(self.acknowledged, stored[-1].id)
-            if projector.nudge(stored[-1].id):
-                return flags
+        if stored and projector is not None and projector.nudge(stored[-1].id):
+            return flags
         if stored:
-            if not self._backlog:
-                self._backlog_since = time.monotonic()
-            self._backlog.update((ev.id, ev) for ev in stored)
-            self.acknowledged = max(self.acknowledged, stored[-1].id)
+            with self._books:
+                if not self._backlog:
+                    self._backlog_since = time.monotonic()
+                self._backlog.update((ev.id, ev) for ev in stored)
         return flags
 
     def _project_once(self, limit: int = PROJECT_BATCH) -> int:
         with self.writer_lock.hold(), self.engine.begin() as connection:
             count, upto = project_pending(connection, self._backlog, limit)
-        for event_id in [i for i in self._backlog if i <= upto]:
-            del self._backlog[event_id]
+        with self._books:
+            for event_id in [i for i in self._backlog if i <= upto]:
+                del self._backlog[event_id]
         self._on_projected(count, upto)
         return count
 

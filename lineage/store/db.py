@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -139,15 +141,49 @@ class WriterLock:
         if engine.dialect.name == "sqlite" and database and database != ":memory:":
             self._path = database + ".writer-lock"
         self._local = threading.Lock()
+        self._fd: int | None = None  # opened once: the ingest writer takes this lock on every commit
 
     @contextmanager
     def hold(self) -> Iterator[None]:
         if self._path is None:
             yield
             return
-        with self._local, open(self._path, "a+b") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        with self._local:
+            if self._fd is None:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = self._fd
+            fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 yield
             finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    @property
+    def is_file_lock(self) -> bool:
+        """A SQLite file's lock (PostgreSQL and in-memory stores have none)."""
+        return self._path is not None
+
+    def try_acquire(self) -> bool:
+        """Take the lock only if nobody holds it (never waits); :meth:`release` gives it back."""
+        if not self._local.acquire(blocking=False):
+            return False
+        if self._path is None:
+            return True
+        try:
+            if self._fd is None:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held by another process (EWOULDBLOCK), or the lock file cannot be opened
+            self._local.release()
+            return False
+        return True
+
+    def release(self) -> None:
+        if self._path is not None and self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._local.release()
+
+    def __del__(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)

@@ -63,14 +63,11 @@ def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
         yield items[start : start + _CHUNK]
 
 
-def _known_hashes(connection: Connection, hashes: Sequence[str]) -> set[str]:
-    """Which of ``hashes`` the store holds already (driver-level SQL: this runs on every commit)."""
-    found: set[str] = set()
-    marker = _marker(connection)
-    for chunk in _chunks(hashes):
-        sql = f"SELECT event_hash FROM events WHERE event_hash IN ({', '.join([marker] * len(chunk))})"
-        found.update(row[0] for row in connection.exec_driver_sql(sql, tuple(chunk)))
-    return found
+#: What takes the store's write lock inside a transaction (see :func:`lock_writers`).
+_LOCK_SQL = {
+    "postgresql": "SELECT pg_advisory_xact_lock(7345120931)",
+    "sqlite": "UPDATE store_meta SET value = value WHERE key = 'writer'",
+}
 
 
 def lock_writers(connection: Connection) -> None:
@@ -80,10 +77,21 @@ def lock_writers(connection: Connection) -> None:
     SQLite: a no-op write takes the RESERVED lock now instead of at the first insert, so the duplicate
     check and the next event id cannot go stale under another process.
     """
-    if connection.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(7345120931)"))
-    else:
-        connection.exec_driver_sql("UPDATE store_meta SET value = value WHERE key = 'writer'")
+    connection.exec_driver_sql(_LOCK_SQL[connection.dialect.name])
+
+
+def _fresh_of(batch: Sequence[PreparedEvent], known: set[str]) -> tuple[list[bool], list[PreparedEvent]]:
+    """Per event of ``batch``: is it new (not in ``known``, not an earlier event of the batch)?"""
+    fresh: list[PreparedEvent] = []
+    seen: set[str] = set()
+    is_new: list[bool] = []
+    for prepared in batch:
+        new = prepared.event_hash not in known and prepared.event_hash not in seen
+        if new:
+            seen.add(prepared.event_hash)
+            fresh.append(prepared)
+        is_new.append(new)
+    return is_new, fresh
 
 
 def append_raw(
@@ -94,31 +102,32 @@ def append_raw(
     Returns, per event, True when it was new and False when the store already had it (or an earlier
     event of the same batch was the same event), and the new events as stored (with their ids).
     The derived graph is brought up to date separately by :func:`project_pending`.
+
+    This runs on every group commit of the ingest writer: the statements go straight to the driver's
+    cursor (SQLAlchemy's per-statement and per-row set-up cost more than these four statements).
     """
-    lock_writers(connection)
-    known = _known_hashes(connection, list(dict.fromkeys(p.event_hash for p in batch)))
-    fresh: list[PreparedEvent] = []
-    seen: set[str] = set()
-    is_new: list[bool] = []
-    for prepared in batch:
-        new = prepared.event_hash not in known and prepared.event_hash not in seen
-        if new:
-            seen.add(prepared.event_hash)
-            fresh.append(prepared)
-        is_new.append(new)
-    if not fresh:
-        return is_new, []
-    # Ids are assigned here, under the write lock: no second query to learn what the insert chose.
-    first = int(connection.exec_driver_sql("SELECT max(id) FROM events").scalar() or 0) + 1
-    # Straight to the driver: SQLAlchemy's per-row parameter processing cost more than the insert.
-    connection.exec_driver_sql(
-        _insert_sql(_marker(connection)),
-        [
+    marker = _marker(connection)
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(_LOCK_SQL[connection.dialect.name])
+        known: set[str] = set()
+        for chunk in _chunks(list(dict.fromkeys(p.event_hash for p in batch))):
+            markers = ", ".join([marker] * len(chunk))
+            cursor.execute(f"SELECT event_hash FROM events WHERE event_hash IN ({markers})", tuple(chunk))
+            known.update(row[0] for row in cursor.fetchall())
+        is_new, fresh = _fresh_of(batch, known)
+        if not fresh:
+            return is_new, []
+        # Ids are assigned here, under the write lock: no second query to learn what the insert chose.
+        cursor.execute("SELECT max(id) FROM events")
+        first = int(cursor.fetchone()[0] or 0) + 1
+        cursor.executemany(_insert_sql(marker), [
             (first + i, p.event_hash, p.kind, p.event_type, p.event_time, p.run_id, p.job_namespace,
              p.job_name, received_at, p.payload, p.facet_warnings)
             for i, p in enumerate(fresh)
-        ],
-    )
+        ])
+    finally:
+        cursor.close()
     return is_new, [StoredEvent(first + i, p.event_hash, p.event_time, p.event) for i, p in enumerate(fresh)]
 
 
