@@ -32,7 +32,7 @@ from sqlalchemy import Engine
 
 from lineage.store.db import WriterLock, create_store_engine
 from lineage.store.events import generation, lock_writers, pending_rows, projected_upto, set_projected
-from lineage.store.projector import Projection, StoredEvent, build_projection
+from lineage.store.projector import Projection, StoredEvent, build_projection, write_values
 from lineage.tuning import paused_gc
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,8 @@ def project_step(engine: Engine, lock: WriterLock, limit: int = CHILD_BATCH) -> 
         with paused_gc():  # a batch is a few hundred thousand objects without a single cycle
             events = [StoredEvent(int(i), h, t, orjson.loads(p)) for i, h, t, p in rows]
             projection: Projection = build_projection(events)
+            # Parameter tuples (facet values serialised) before the lock too: it is held for the SQL only.
+            values = projection.values()
         last = events[-1].id
         with lock.hold(), engine.begin() as connection:
             lock_writers(connection)
@@ -76,7 +78,7 @@ def project_step(engine: Engine, lock: WriterLock, limit: int = CHILD_BATCH) -> 
                 continue  # the derived tables were rebuilt meanwhile: read the log again
             if projected_upto(connection) >= last:
                 continue  # another process projected these already: look past its watermark
-            projection.write(connection)
+            write_values(connection, values)
             set_projected(connection, last)
         return len(events), last
 
@@ -161,8 +163,8 @@ def child_main() -> None:
                         out.flush()
                     except OSError:
                         stopping = True
-                if not count:
-                    break
+                if count < CHILD_BATCH:
+                    break  # what arrived meanwhile waits for the next gathering (see _wait_for_batch)
     finally:
         engine.dispose()
 
