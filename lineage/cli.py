@@ -42,8 +42,13 @@ def serve(
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
 ) -> None:
     """Run the lineage service (FastAPI on uvicorn); migrations run first."""
+    import os
+
     import uvicorn
 
+    # The service derives in a child process unless told otherwise (see LineageSettings.derivations_in):
+    # its own interpreter then serves requests and writes.
+    os.environ.setdefault("CHAINTRACE_DERIVATIONS_IN", "process")
     settings = _settings(db, host=host, port=port)
     engine = create_store_engine(settings.resolved_db_url())
     migrate(engine)
@@ -51,8 +56,6 @@ def serve(
                   f"{engine.url.render_as_string(hide_password=True)}")
     engine.dispose()
     if workers > 1:
-        import os
-
         os.environ["CHAINTRACE_DB_URL"] = settings.resolved_db_url()
         uvicorn.run("lineage.api.app:app_from_environment", factory=True, host=settings.host,
                     port=settings.port, workers=workers, log_level=settings.log_level, access_log=False)

@@ -16,10 +16,12 @@ from lineage.governance.policy import GovernancePolicy, load_policy
 from lineage.monitoring import MonitoringService
 from lineage.service.access import AccessService
 from lineage.service.audit import AuditService
+from lineage.service.child_derivations import DerivationProcess, derivation_config
 from lineage.service.classification import ClassificationService
 from lineage.service.graph import GraphService
 from lineage.service.ingest import IngestService
 from lineage.service.products import ProductService
+from lineage.service.projector_process import detached_enabled
 from lineage.service.reads import ReadService
 from lineage.service.validation import EventValidator
 from lineage.settings import LineageSettings
@@ -49,6 +51,8 @@ class LineageContext:
     spool_summary: ReplaySummary | None = field(default=None, init=False)
     _closing: threading.Event = field(default_factory=threading.Event, init=False)
     _spool_failing: bool = field(default=False, init=False)
+    # The child deriving classification, audit and monitoring (settings.derivations_in), if any.
+    _derivations: DerivationProcess | None = field(default=None, init=False)
 
     @classmethod
     def build(cls, settings: LineageSettings | None = None, *, run_migrations: bool = True) -> LineageContext:
@@ -66,15 +70,58 @@ class LineageContext:
         # The graph index (and what is derived from the graph) learns of new rows from the writer right
         # after each projection.
         monitoring = MonitoringService(engine, settings.monitoring_rules_file)
-        ingest.writer.listeners.extend(
-            [graph.on_commit, classification.on_commit, audit.on_commit, monitoring.on_commit]
-        )
-        return cls(
+        context = cls(
             settings, engine, validator, ingest, ReadService(engine), graph, WalCheckpointer(engine),
             policy=policy, access=AccessService(engine, settings), classification=classification,
             audit=audit, products=ProductService(engine, settings, policy, classification, audit, ingest),
             monitoring=monitoring,
         )
+        ingest.writer.listeners.append(context._on_projected)
+        return context
+
+    def _on_projected(self, count: int) -> None:
+        """After each projection: the graph index learns of new rows, the derivations are woken."""
+        self.graph.on_commit(count)
+        child = self._derivations
+        if child is None or not child.nudge(count):
+            self.classification.on_commit(count)
+            self.audit.on_commit(count)
+        self.monitoring.on_commit(count)  # derives here, or only streams (see _start_derivations)
+
+    def _start_derivations(self) -> None:
+        """Derive in this process, or in a child process of their own (settings.derivations_in)."""
+        if self.settings.derivations_in == "process" and self._derivations is None \
+                and detached_enabled(self.engine):
+            try:
+                self._derivations = DerivationProcess(
+                    self.engine, derivation_config(self.settings.policy_file,
+                                                   self.settings.monitoring_rules_file),
+                    self._take_over_derivations)
+            except Exception:  # no second process here (sandbox, resource limits): derive here
+                log.warning("could not start the derivations process; deriving in the service process",
+                            exc_info=True)
+        if self._derivations is not None:
+            self.classification.audit_rows = False
+            self.monitoring.derive = False
+            self.monitoring.start()  # streams events and the alerts the child stores
+            log.info("classification, audit and monitoring are derived in a child process")
+            return
+        self.classification.audit_rows = True
+        self.monitoring.derive = True
+        # Levels and audit rows of what a previous process stored are derived in the background.
+        self.classification.start()
+        self.audit.start()
+        self.monitoring.start()
+
+    def _take_over_derivations(self) -> None:
+        """The derivations process stopped: derive here again, from its stored watermarks."""
+        self._derivations = None
+        if self._closing.is_set():
+            return
+        log.warning("classification, audit and monitoring are derived in the service process again")
+        self.classification.take_over()
+        self.audit.start()
+        self.monitoring.take_over()
 
     def start(self) -> None:
         # Events a previous process stored but did not project go into the graph before we serve.
@@ -82,10 +129,7 @@ class LineageContext:
         if recovered:
             log.info("projected %d events left unprojected by a previous run", recovered)
         self.ingest.writer.start()
-        # Levels and audit rows of what a previous process stored are derived in the background.
-        self.classification.start()
-        self.audit.start()
-        self.monitoring.start()
+        self._start_derivations()
         self.checkpointer.start()
 
     def warm_in_background(self) -> None:
@@ -170,6 +214,9 @@ class LineageContext:
 
     def close(self) -> None:
         self._closing.set()
+        child, self._derivations = self._derivations, None
+        if child is not None:
+            child.stop()
         self.audit.close()
         self.monitoring.close()
         self.classification.close()

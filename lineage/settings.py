@@ -35,6 +35,13 @@ class LineageSettings(BaseSettings):
     projector_process: bool = Field(
         default=True, description="Project events into the graph in a second process (file stores only)."
     )
+    derivations_in: Literal["service", "process"] = Field(
+        default="service", description="Where the classification levels, the audit rows derived from "
+        "events and the monitoring alerts are derived: in the service process (threads), or in a child "
+        "process of their own, which frees the service's interpreter for requests (file stores only; "
+        "should the child stop, the service takes over). `chaintrace lineage serve` picks process unless "
+        "this is set.",
+    )
     ol_schema_dir: Path | None = Field(
         default=None, description="OpenLineage JSON Schema folder (default: the vendored 2-0-2 copy)."
     )

@@ -149,6 +149,9 @@ class MonitoringService:
             *([e.c.payload.contains("dataQualityAssertions")] if "gate_failed" in kinds else []),
         ]
         self.raised = 0  # alerts this process stored (tests, logs)
+        # False while another process (the projector, see lineage.service.child_derivations) derives
+        # the alerts: this one then only streams events and the alerts it reads from the store.
+        self.derive = True
         # The context disposes the engine when it closes: stop then at the latest (without writing:
         # a write now would open a connection in the pool the engine has just emptied).
         event.listen(engine, "engine_disposed", lambda _engine: self.close(store_watermarks=False))
@@ -162,18 +165,33 @@ class MonitoringService:
     def start(self) -> None:
         """Start the worker: it derives what a previous process left, then follows the store (and the
         clock, for data_late) until :meth:`close`; and resume the webhook deliveries left unfinished."""
+        if self.derive:
+            self._resume_webhooks()
+        self.worker.start(keep_running=True)
+
+    def _resume_webhooks(self) -> None:
         try:
             self.webhooks.resume(self.rules)
         except Exception:  # the rows stay: the next start tries again
             log.exception("could not resume the unfinished webhook deliveries")
-        self.worker.start(keep_running=True)
+
+    def take_over(self) -> None:
+        """Derive here from now on (the process that derived stopped), from its stored watermarks."""
+        with self._pass_lock:
+            with self.engine.connect() as connection:
+                self._derived = read_meta(connection, EVENTS_KEY)
+                self._audit_seen = read_meta(connection, AUDIT_KEY)
+            self.schema_watch.forget()
+            self.derive = True
+        self._resume_webhooks()
+        self.worker.wake()
 
     def close(self, *, store_watermarks: bool = True) -> None:
         """Stop the worker (after the pass it is in) and the webhook sender."""
         self.worker.close()
         self.webhooks.close()
         with self._pass_lock:
-            if store_watermarks and (self._derived, self._audit_seen) != self._stored_marks:
+            if store_watermarks and self.derive and (self._derived, self._audit_seen) != self._stored_marks:
                 try:
                     self._store([], {EVENTS_KEY: self._derived, AUDIT_KEY: self._audit_seen})
                 except Exception:  # only a shortcut is lost: the next start derives a little more again
@@ -182,8 +200,9 @@ class MonitoringService:
     def _round(self) -> None:
         # The audit log and other processes' alerts are looked at every POLL_S, not on every commit:
         # under load commits come far more often, and the events pass is what they need.
-        self._pass(poll=time.monotonic() - self._polled_at >= POLL_S)
-        if time.monotonic() >= self._next_late:
+        # Only streaming: other processes' alerts are all there is to stream, so look on every round.
+        self._pass(poll=not self.derive or time.monotonic() - self._polled_at >= POLL_S)
+        if self.derive and time.monotonic() >= self._next_late:
             self._next_late = time.monotonic() + self.rules.late_check_s
             self.check_late()
 
@@ -205,7 +224,8 @@ class MonitoringService:
                     break
             if poll:
                 self._polled_at = time.monotonic()
-                raised += self._violations_pass()
+                if self.derive:
+                    raised += self._violations_pass()
                 self._others_alerts()
         return raised
 
@@ -235,7 +255,9 @@ class MonitoringService:
             upto = projected_upto(connection)
             stored = read_meta(connection, EVENTS_KEY)
         derived = self._derived
-        if stored > derived:
+        if not self.derive:
+            derived = upto  # another process derives them: stream only
+        elif stored > derived:
             self.schema_watch.forget()  # another process derived events this one never saw
             derived = stored
         wanted = self.hub.wanted()
@@ -244,7 +266,8 @@ class MonitoringService:
         stream_from = self._stream_pos
         low = min(derived, stream_from)
         if low >= upto:
-            self._derived = derived
+            if self.derive:
+                self._derived = derived
             return 0, False
         high = min(upto, low + SCAN_IDS)
         findings: list[detect.Finding] = []

@@ -92,6 +92,9 @@ class ClassificationService:
         self._pending_levels: dict[Key, tuple[Level, int]] = {}
         self._pending_violations: dict[FieldKey, tuple[Level, Level]] = {}
         self._flush_lock = threading.Lock()
+        # False while another process (the projector, see lineage.service.child_derivations) writes the
+        # audit rows of level changes; this one then keeps its levels for reads only.
+        self.audit_rows = True
         self.worker = BackgroundWorker("classification", self._refresh_and_audit, debounce_s=DEBOUNCE_S,
                                        idle_exit_s=IDLE_EXIT_S)
         # The context closes by disposing the engine: the worker must not outlive its store (in tests,
@@ -233,6 +236,8 @@ class ClassificationService:
 
     # -- audit --------------------------------------------------------------------------------------
     def _queue_audit(self, datasets: Collection[Key], fields: Iterable[int], seq: int) -> None:
+        if not self.audit_rows:
+            return
         lv = self.levels
         for dataset in datasets:
             level = lv.ds_level.get(dataset)
@@ -308,6 +313,15 @@ class ClassificationService:
 
     def start(self) -> None:
         """Compute the levels of what the store holds and audit them (on service start)."""
+        self.worker.start()
+
+    def take_over(self) -> None:
+        """Write the audit rows here from now on (the process that wrote them stopped): recompute every
+        level, so that changes that process saw but had not recorded yet are recorded (rows already
+        recorded are not written again)."""
+        with self.lock:
+            self.audit_rows = True
+            self.head = (-1, -1)
         self.worker.start()
 
     def close(self) -> None:
