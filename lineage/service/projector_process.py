@@ -46,6 +46,10 @@ CHILD_BATCH = 1_000
 # a reader's nudge is urgent and ends the gathering at once.
 IDLE_S = 0.01
 MAX_LAG_S = 0.25
+# When the two cores are short, requests go first: measured with batches of 1,000 events, +5 gave the
+# service about 10% more events/s (+10 less: the child then holds the store's write lock for longer,
+# and the service's writer waits for it).
+NICENESS = 5
 
 
 def detached_enabled(engine: Engine) -> bool:
@@ -129,6 +133,8 @@ def child_main() -> None:
     The store URL is the first line of stdin (not an argument: it may hold a password).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent tells it when to stop (end of file)
+    with contextlib.suppress(OSError):
+        os.nice(NICENESS)
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
     nudges = _Nudges(sys.stdin.fileno())
