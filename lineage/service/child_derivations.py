@@ -19,14 +19,9 @@ JSON configuration, then one line per projection (the events it added); end of f
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import logging
 import os
-import signal
-import subprocess
 import sys
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,12 +33,13 @@ from sqlalchemy import Engine
 from lineage.governance.policy import load_policy
 from lineage.monitoring import MonitoringService
 from lineage.service.audit import AuditService
+from lineage.service.child_process import PipedChild, prepare_child
 from lineage.service.classification import ClassificationService
 from lineage.store.db import create_store_engine
 
 log = logging.getLogger(__name__)
 
-NICENESS = 10
+NICENESS = 10  # background work: when the cores are short, requests and the projection go first
 
 
 def derivation_config(policy_file: Path | None, rules_file: Path | None) -> dict[str, Any]:
@@ -93,12 +89,7 @@ class ChildDerivations:
 
 
 def child_main() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent tells it when to stop (end of file)
-    # Background work: when the cores are busy, requests and the projection go first.
-    with contextlib.suppress(OSError):
-        os.nice(NICENESS)
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    prepare_child(NICENESS)
     lines = iter(sys.stdin.buffer)
     url, config = next(lines, None), next(lines, None)
     if url is None or config is None:
@@ -114,34 +105,13 @@ def child_main() -> None:
         engine.dispose()
 
 
-class DerivationProcess:
+class DerivationProcess(PipedChild):
     """The parent's handle: start the child, tell it of projections, notice when it stops."""
 
     def __init__(self, engine: Engine, config: dict[str, Any], on_lost: Callable[[], None]) -> None:
         self.on_lost = on_lost
-        self._send_lock = threading.Lock()
-        self._stopping = False
-        # A fresh interpreter, not a fork: nothing of this process's threads or locks comes along.
-        self.process = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
-                                        close_fds=True)
-        assert self.process.stdin is not None
-        self._stdin = self.process.stdin
-        self._send(engine.url.render_as_string(hide_password=False).encode() + b"\n"
-                   + orjson.dumps(config) + b"\n")
-        self._watcher = threading.Thread(target=self._watch, name="derivations-watch", daemon=True)
-        self._watcher.start()
-
-    def _send(self, data: bytes) -> bool:
-        try:
-            with self._send_lock:
-                self._stdin.write(data)
-                self._stdin.flush()
-            return True
-        except (OSError, ValueError):  # broken pipe, or closed by stop()
-            return False
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
+        super().__init__(__name__, engine.url.render_as_string(hide_password=False).encode() + b"\n"
+                         + orjson.dumps(config) + b"\n", self._watch, name="derivations-watch")
 
     def nudge(self, count: int) -> bool:
         """Tell the child a projection added ``count`` events; False when it is gone."""
@@ -156,15 +126,7 @@ class DerivationProcess:
     def stop(self, timeout: float = 10.0) -> None:
         """Close the pipe: the child finishes its passes, stores its watermarks and exits. One still
         busy after ``timeout`` is killed: safe at any moment (the next process derives the rest)."""
-        self._stopping = True
-        with self._send_lock, contextlib.suppress(OSError):
-            self._stdin.close()
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
-        self._watcher.join(timeout=5)
+        super().stop(timeout)
 
 
 if __name__ == "__main__":

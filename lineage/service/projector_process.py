@@ -15,14 +15,9 @@ again changes nothing, and a rebuild in between (the generation moved) makes the
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import logging
 import os
-import signal
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from select import select as select_fds
@@ -30,6 +25,7 @@ from select import select as select_fds
 import orjson
 from sqlalchemy import Engine
 
+from lineage.service.child_process import PipedChild, prepare_child
 from lineage.store.db import WriterLock, create_store_engine
 from lineage.store.events import generation, lock_writers, pending_rows, projected_upto, set_projected
 from lineage.store.projector import Projection, StoredEvent, build_projection, write_values
@@ -132,11 +128,7 @@ def child_main() -> None:
 
     The store URL is the first line of stdin (not an argument: it may hold a password).
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent tells it when to stop (end of file)
-    with contextlib.suppress(OSError):
-        os.nice(NICENESS)
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    prepare_child(NICENESS)
     nudges = _Nudges(sys.stdin.fileno())
     url = b""
     while b"\n" not in nudges.buffer:
@@ -175,35 +167,15 @@ def child_main() -> None:
         engine.dispose()
 
 
-class ProjectorProcess:
+class ProjectorProcess(PipedChild):
     """The parent's handle: start the child, nudge it, receive its watermarks on a thread."""
 
     def __init__(self, engine: Engine, on_projected: Callable[[int, int], None],
                  on_lost: Callable[[], None]) -> None:
         self.on_projected = on_projected
         self.on_lost = on_lost
-        self._send_lock = threading.Lock()
-        self._stopping = False
-        # A fresh interpreter, not a fork: nothing of this process's threads or locks comes along.
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            close_fds=True,
-        )
-        assert self.process.stdin is not None and self.process.stdout is not None
-        self._stdin = self.process.stdin
-        self._stdout = self.process.stdout
-        self._send(engine.url.render_as_string(hide_password=False).encode() + b"\n")
-        self._thread = threading.Thread(target=self._receive, name="lineage-projector-reports", daemon=True)
-        self._thread.start()
-
-    def _send(self, data: bytes) -> bool:
-        try:
-            with self._send_lock:
-                self._stdin.write(data)
-                self._stdin.flush()
-            return True
-        except (OSError, ValueError):  # broken pipe, or closed by stop()
-            return False
+        super().__init__(__name__, engine.url.render_as_string(hide_password=False).encode() + b"\n",
+                         self._receive, name="lineage-projector-reports", reports=True)
 
     def nudge(self, upto: int, *, urgent: bool = False) -> bool:
         """Tell the child events up to ``upto`` wait (``urgent``: a reader waits for them);
@@ -211,7 +183,8 @@ class ProjectorProcess:
         return self._send(f"{-upto if urgent else upto}\n".encode())
 
     def _receive(self) -> None:
-        for line in self._stdout:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
             count, upto = line.split()
             self.on_projected(int(count), int(upto))
         if not self._stopping:
@@ -224,16 +197,7 @@ class ProjectorProcess:
         A child still busy after ``timeout`` is killed: that is safe at any moment (its transaction
         rolls back, the watermark with it), and the caller projects whatever is left.
         """
-        self._stopping = True
-        with self._send_lock, contextlib.suppress(OSError):
-            self._stdin.close()
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
-        self._thread.join(timeout=5)
-        self._stdout.close()
+        super().stop(timeout)
 
 
 if __name__ == "__main__":
