@@ -120,6 +120,7 @@ _ANSWERS: dict[str, Callable[[LineageContext, bytes], Awaitable[Answer]]] = {
     SINGLE_PATH: answer_single,
     BATCH_PATH: answer_batch,
 }
+INGEST_PATHS = frozenset(_ANSWERS)
 
 
 async def _answer(context: LineageContext, path: str, chunks: AsyncIterator[bytes],
