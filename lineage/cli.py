@@ -49,6 +49,8 @@ def serve(
     # The service derives in a child process unless told otherwise (see LineageSettings.derivations_in):
     # its own interpreter then serves requests and writes.
     os.environ.setdefault("CHAINTRACE_DERIVATIONS_IN", "process")
+    # Big batches are parsed and stored by two child processes (LineageSettings.batch_processes).
+    os.environ.setdefault("CHAINTRACE_BATCH_PROCESSES", "2")
     settings = _settings(db, host=host, port=port)
     engine = create_store_engine(settings.resolved_db_url())
     migrate(engine)

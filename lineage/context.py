@@ -16,6 +16,7 @@ from lineage.governance.policy import GovernancePolicy, load_policy
 from lineage.monitoring import MonitoringService
 from lineage.service.access import AccessService
 from lineage.service.audit import AuditService
+from lineage.service.batch_processes import BatchProcessPool
 from lineage.service.child_derivations import DerivationProcess, derivation_config
 from lineage.service.classification import ClassificationService
 from lineage.service.graph import GraphService
@@ -53,6 +54,8 @@ class LineageContext:
     _spool_failing: bool = field(default=False, init=False)
     # The child deriving classification, audit and monitoring (settings.derivations_in), if any.
     _derivations: DerivationProcess | None = field(default=None, init=False)
+    # The children answering big batch requests (settings.batch_processes), if any.
+    batch_processes: BatchProcessPool | None = field(default=None, init=False)
 
     @classmethod
     def build(cls, settings: LineageSettings | None = None, *, run_migrations: bool = True) -> LineageContext:
@@ -113,6 +116,21 @@ class LineageContext:
         self.audit.start()
         self.monitoring.start()
 
+    def _start_batch_processes(self) -> None:
+        """Children for big batch requests (settings.batch_processes); they need the projector process,
+        which projects whatever any process stores."""
+        count = self.settings.batch_processes
+        if not count or self.batch_processes is not None or not self.ingest.writer.projects_in_child:
+            return
+        config = {"spec_dir": str(self.settings.ol_schema_dir) if self.settings.ol_schema_dir else None,
+                  "max_events": self.settings.max_batch_events}
+        try:
+            self.batch_processes = BatchProcessPool(self.engine, config, count,
+                                                    self.ingest.writer.note_stored)
+        except Exception:  # no child processes here (sandbox, resource limits): the service does it all
+            log.warning("could not start the batch processes; the service stores batches itself",
+                        exc_info=True)
+
     def _take_over_derivations(self) -> None:
         """The derivations process stopped: derive here again, from its stored watermarks."""
         self._derivations = None
@@ -130,6 +148,7 @@ class LineageContext:
             log.info("projected %d events left unprojected by a previous run", recovered)
         self.ingest.writer.start()
         self._start_derivations()
+        self._start_batch_processes()
         self.checkpointer.start()
 
     def warm_in_background(self) -> None:
@@ -217,6 +236,9 @@ class LineageContext:
         child, self._derivations = self._derivations, None
         if child is not None:
             child.stop()
+        pool, self.batch_processes = self.batch_processes, None
+        if pool is not None:
+            pool.stop()
         self.audit.close()
         self.monitoring.close()
         self.classification.close()

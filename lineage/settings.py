@@ -42,6 +42,12 @@ class LineageSettings(BaseSettings):
         "should the child stop, the service takes over). `chaintrace lineage serve` picks process unless "
         "this is set.",
     )
+    batch_processes: int = Field(
+        default=0, ge=0, le=16, description="Child processes that parse, validate and store big batch "
+        "requests (bodies of 128 KB and more), one request each at a time, so that concurrent batches use "
+        "more than one core; 0: the service does it all. Needs the projector process (a file store). "
+        "`chaintrace lineage serve` picks 2 unless this is set.",
+    )
     ol_schema_dir: Path | None = Field(
         default=None, description="OpenLineage JSON Schema folder (default: the vendored 2-0-2 copy)."
     )

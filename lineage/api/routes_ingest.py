@@ -18,7 +18,15 @@ from starlette.responses import Response
 
 from lineage.api.auth import requires
 from lineage.context import LineageContext
-from lineage.service.ingest import BodyError, decode_body, parse_batch, parse_json
+from lineage.service.batch_processes import MIN_BODY_BYTES
+from lineage.service.ingest import (
+    BodyError,
+    batch_answer,
+    decode_body,
+    error_answer,
+    parse_batch,
+    parse_json,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["Lineage"], dependencies=[requires("write")])
 
@@ -53,13 +61,6 @@ _BATCH_BODY: dict[str, Any] = {
 Answer = tuple[int, bytes]
 
 
-def _error(code: int, message: str, errors: list[dict[str, Any]] | None = None) -> Answer:
-    body: dict[str, Any] = {"code": code, "message": message}
-    if errors:
-        body["errors"] = errors
-    return code, orjson.dumps(body)
-
-
 async def read_limited(
     chunks: AsyncIterator[bytes], headers: Mapping[str, str], limit: int
 ) -> bytes:
@@ -86,14 +87,14 @@ async def answer_single(context: LineageContext, body: bytes) -> Answer:
     try:
         event = parse_json(body)
     except BodyError as exc:
-        return _error(exc.status, exc.message)
+        return error_answer(exc.status, exc.message)
     if isinstance(event, list):
-        return _error(400, "expected one event object; send arrays to /api/v1/lineage/batch")
+        return error_answer(400, "expected one event object; send arrays to /api/v1/lineage/batch")
     (result,) = await context.ingest.ingest([event])
     if not result.accepted:
         first = result.errors[0]
         where = first.path or "(event)"
-        return _error(422, f"event does not conform to OpenLineage 2-0-2: {where}: {first.message}",
+        return error_answer(422, f"event does not conform to OpenLineage 2-0-2: {where}: {first.message}",
                       result.to_json()["errors"])
     answer = result.to_json()
     answer.pop("index")
@@ -101,19 +102,19 @@ async def answer_single(context: LineageContext, body: bytes) -> Answer:
 
 
 async def answer_batch(context: LineageContext, body: bytes) -> Answer:
+    pool = context.batch_processes
+    if pool is not None and len(body) >= MIN_BODY_BYTES:
+        answered = await pool.answer(body)  # a child parses and stores it (see batch_processes)
+        if answered is not None:
+            return answered
     try:
         events = parse_batch(body, None)
     except BodyError as exc:
-        return _error(exc.status, exc.message)
+        return error_answer(exc.status, exc.message)
     limit = context.settings.max_batch_events
     if len(events) > limit:
-        return _error(413, f"batch holds {len(events)} events; the limit is {limit}")
-    results = await context.ingest.ingest(events)
-    summary = {"created": 0, "duplicate": 0, "rejected": 0}
-    for result in results:
-        summary[result.status] += 1
-    answer = {**summary, "results": [r.to_json() for r in results]}
-    return (207 if summary["rejected"] else 200), orjson.dumps(answer)
+        return error_answer(413, f"batch holds {len(events)} events; the limit is {limit}")
+    return batch_answer(await context.ingest.ingest(events))
 
 
 _ANSWERS: dict[str, Callable[[LineageContext, bytes], Awaitable[Answer]]] = {
@@ -128,7 +129,7 @@ async def _answer(context: LineageContext, path: str, chunks: AsyncIterator[byte
     try:
         body = await read_limited(chunks, headers, context.settings.max_body_bytes)
     except BodyError as exc:
-        return _error(exc.status, exc.message)
+        return error_answer(exc.status, exc.message)
     return await _ANSWERS[path](context, body)
 
 

@@ -144,6 +144,23 @@ def parse_batch(body: bytes, content_type: str | None) -> list[Any]:
     return events
 
 
+def error_answer(code: int, message: str, errors: list[dict[str, Any]] | None = None) -> tuple[int, bytes]:
+    """(status, JSON body) of a refused request."""
+    body: dict[str, Any] = {"code": code, "message": message}
+    if errors:
+        body["errors"] = errors
+    return code, orjson.dumps(body)
+
+
+def batch_answer(results: Sequence[EventResult]) -> tuple[int, bytes]:
+    """(status, JSON body) of a batch request: counts and one result per event; 207 if any was rejected."""
+    summary = {"created": 0, "duplicate": 0, "rejected": 0}
+    for result in results:
+        summary[result.status] += 1
+    answer = {**summary, "results": [r.to_json() for r in results]}
+    return (207 if summary["rejected"] else 200), orjson.dumps(answer)
+
+
 class IngestService:
     """Validates events and stores them through the group-commit writer."""
 
@@ -208,7 +225,8 @@ class IngestService:
                 prepared.append(ready)
         return prepared, results
 
-    def _apply(self, results: list[EventResult], new_flags: list[bool]) -> list[EventResult]:
+    def apply_flags(self, results: list[EventResult], new_flags: list[bool]) -> list[EventResult]:
+        """Mark each valid event of ``results`` created or duplicate (``new_flags``: one per valid event)."""
         flags = iter(new_flags)
         for result in results:
             if not result.errors:
@@ -224,13 +242,13 @@ class IngestService:
         prepared, results = self.prepare_all(events)
         if prepared:
             flags = await self.writer.submit_async(prepared)
-            self._apply(results, flags)
+            self.apply_flags(results, flags)
         return results
 
     def ingest_sync(self, events: Sequence[Any]) -> list[EventResult]:
         """:meth:`ingest` for callers without an event loop; returns once the graph shows the events."""
         prepared, results = self.prepare_all(events)
         if prepared:
-            self._apply(results, self.writer.submit(prepared).result())
+            self.apply_flags(results, self.writer.submit(prepared).result())
             self.writer.wait_projected()
         return results

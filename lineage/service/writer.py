@@ -204,6 +204,20 @@ class GroupCommitWriter:
         self._queue.put((batch, future))
         return future
 
+    @property
+    def projects_in_child(self) -> bool:
+        """True while a projector process projects what any process stores (see note_stored)."""
+        return self._projector is not None
+
+    def note_stored(self, upto: int) -> None:
+        """Events up to ``upto`` were stored by another process on this service's behalf (a batch
+        process): count them acknowledged, so reads wait for them, and nudge the projector."""
+        with self._books:
+            self.acknowledged = max(self.acknowledged, upto)
+        projector = self._projector
+        if projector is None or not projector.nudge(upto):
+            self._queue.put(_PROJECT_NOW)  # no projector process (any more): this thread projects
+
     # -- read-your-writes ---------------------------------------------------------------------------
 
     def lagging(self) -> bool:

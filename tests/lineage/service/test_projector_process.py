@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import copy
+import os
 import random
+import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -120,3 +123,51 @@ def test_the_store_limits_shortcut_agrees_with_the_full_check(monkeypatch: pytes
         assert fits == (not errors), errors
         full_check_found += bool(errors)
     assert full_check_found > 50  # the mutations did reach the checked fields
+
+
+def _nudge_pipe() -> tuple[Any, int]:
+    from lineage.service.projector_process import _Nudges
+
+    read_fd, write_fd = os.pipe()
+    return _Nudges(read_fd), write_fd
+
+
+def test_outside_a_burst_the_gathering_ends_when_the_nudges_pause() -> None:
+    from lineage.service.projector_process import BURST_RATE, _wait_for_batch
+
+    nudges, write_fd = _nudge_pipe()
+    os.write(write_fd, b"10\n")
+    assert nudges.next() == 10
+    assert nudges.rate() < BURST_RATE
+    later = threading.Timer(0.2, os.write, (write_fd, b"20\n"))  # far past IDLE_S
+    later.start()
+    try:
+        assert _wait_for_batch(nudges, 10) == (10, False), "a pause of 0.2 s ends the gathering"
+    finally:
+        later.join()
+    assert nudges.next() == 20
+
+
+def test_during_a_burst_the_child_gathers_through_short_pauses_and_a_reader_ends_it() -> None:
+    from lineage.service.projector_process import BURST_IDLE_S, BURST_RATE, _wait_for_batch
+
+    nudges, write_fd = _nudge_pipe()
+    os.write(write_fd, b"1000\n2000\n3000\n")  # thousands of events within moments: a burst
+    assert [nudges.next() for _ in range(3)] == [1000, 2000, 3000]
+    assert nudges.rate() > BURST_RATE
+
+    def feed() -> None:
+        for upto in (4000, 5000, 6000):
+            time.sleep(BURST_IDLE_S / 4)  # pauses of batch requests, shorter than BURST_IDLE_S
+            os.write(write_fd, f"{upto}\n".encode())
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    try:
+        assert _wait_for_batch(nudges, 3000) == (6000, False), "the burst's nudges are gathered together"
+    finally:
+        feeder.join()
+    os.write(write_fd, b"7000\n-7000\n")  # a reader waits: the gathering ends at once
+    assert _wait_for_batch(nudges, nudges.next()) == (7000, False)
+    os.close(write_fd)
+    assert _wait_for_batch(nudges, 7000) == (7000, True), "end of the pipe: stop"
