@@ -125,8 +125,9 @@ class LineageContext:
         config = {"spec_dir": str(self.settings.ol_schema_dir) if self.settings.ol_schema_dir else None,
                   "max_events": self.settings.max_batch_events}
         try:
-            self.batch_processes = BatchProcessPool(self.engine, config, count,
-                                                    self.ingest.writer.note_stored)
+            writer = self.ingest.writer
+            self.batch_processes = BatchProcessPool(self.engine, config, count, writer.note_stored,
+                                                    writer.backlog)
         except Exception:  # no child processes here (sandbox, resource limits): the service does it all
             log.warning("could not start the batch processes; the service stores batches itself",
                         exc_info=True)

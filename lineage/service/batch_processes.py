@@ -21,6 +21,7 @@ import logging
 import os
 import struct
 import sys
+import time
 from collections.abc import Callable
 from typing import IO, Any
 
@@ -36,6 +37,12 @@ from lineage.store.events import append_raw
 
 log = logging.getLogger(__name__)
 
+# Back-pressure: while more acknowledged events than this wait for the projection (a few seconds of its
+# work), a new batch waits before it is stored, for at most BACKLOG_WAIT_S. Two children can acknowledge
+# faster than one projector projects; without this a long run of batches would leave the graph, and
+# every read waiting for it, further and further behind.
+MAX_BACKLOG_EVENTS = 20_000
+BACKLOG_WAIT_S = 30.0
 # Bodies smaller than this are answered in the service (a process hop costs ~0.3 ms; small requests
 # are cheap, and the loop commits them together).
 MIN_BODY_BYTES = 128 * 1024
@@ -139,8 +146,10 @@ class BatchProcessPool:
     idle or its child dies on the way (``answer`` returns None)."""
 
     def __init__(self, engine: Engine, config: dict[str, Any], count: int,
-                 on_stored: Callable[[int], None]) -> None:
+                 on_stored: Callable[[int], None], backlog: Callable[[], int]) -> None:
         self.on_stored = on_stored
+        self.backlog = backlog  # acknowledged events not yet in the graph
+        self.held_back = 0  # requests that waited for the projection to catch up
         self.children: list[BatchProcess] = [BatchProcess(engine, config, self._forget)
                                               for _ in range(count)]
         try:
@@ -157,6 +166,11 @@ class BatchProcessPool:
             self._idle = asyncio.Queue()
             for idle in self.children:
                 self._idle.put_nowait(idle)
+        if self.backlog() > MAX_BACKLOG_EVENTS:
+            self.held_back += 1
+            deadline = time.monotonic() + BACKLOG_WAIT_S
+            while self.backlog() > MAX_BACKLOG_EVENTS and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
         child: BatchProcess | None = None
         while child is None:
             if not self.children:

@@ -1,5 +1,6 @@
-"""What the service's two helper processes (the projector, the derivations) share: a fresh interpreter
-fed through a pipe on its stdin, stopped by closing that pipe, killed if it does not stop in time."""
+"""What the service's child processes (the projector, the derivations, the batch processes) share: a
+fresh interpreter fed through a pipe on its stdin, stopped by closing that pipe, killed if it does not
+stop in time."""
 
 from __future__ import annotations
 

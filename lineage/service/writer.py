@@ -220,6 +220,11 @@ class GroupCommitWriter:
 
     # -- read-your-writes ---------------------------------------------------------------------------
 
+    def backlog(self) -> int:
+        """Acknowledged events not yet in the derived graph (ids are dense: a count, give or take
+        duplicates)."""
+        return max(0, self.acknowledged - self.projected)
+
     def lagging(self) -> bool:
         return self.projected < self.acknowledged
 

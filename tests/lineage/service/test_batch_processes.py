@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from lineage.api.app import create_app
 from lineage.context import LineageContext
-from lineage.service.batch_processes import MIN_BODY_BYTES
+from lineage.service.batch_processes import MAX_BACKLOG_EVENTS, MIN_BODY_BYTES
 from lineage.store.events import counts, graph_hash
 from lineage.synthetic import airflow_style_events
 from tests.conftest import auth_headers, build_context
@@ -133,3 +133,16 @@ def test_without_a_projector_process_there_are_no_batch_processes(tmp_path: Path
         assert context.batch_processes is None
     finally:
         context.close()
+
+
+def test_a_batch_waits_while_the_graph_is_far_behind(
+    served: tuple[LineageContext, TestClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    context, client = served
+    pool = context.batch_processes
+    assert pool is not None
+    checks = iter([MAX_BACKLOG_EVENTS + 1] * 5)
+    monkeypatch.setattr(pool, "backlog", lambda: next(checks, 0))  # far behind for five looks
+    answer = client.post(BATCH, content=batch_body(airflow_style_events(300, seed=25)))
+    assert answer.status_code == 200 and answer.json()["created"] == 300
+    assert pool.held_back == 1 and next(checks, "used up") == "used up", "it waited, then stored"
