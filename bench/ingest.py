@@ -225,6 +225,13 @@ def _stored_events(url: str) -> int:
     return n
 
 
+def _graph_caught_up(server: Server) -> float:
+    """Seconds a read waits for the graph to show every acknowledged event (read-your-writes)."""
+    started = time.perf_counter()
+    http_get(server.port, "/api/v1/namespaces", api_key=server.reader_key)
+    return time.perf_counter() - started
+
+
 def _check(result: LoadResult, what: str) -> None:
     if result.error:
         log(f"  WARNING {what}: {result.error}")
@@ -247,6 +254,7 @@ def http_config(backend: str, workers: int, single_file: Path, batch_file: Path,
             r8 = run_load(port, "/api/v1/lineage", single_file, clients=8, start=warm, count=n8,
                           events_per_body=1, expect=(201,), server=server, max_seconds=size["http8_s"])
             _check(r8, "8 clients")
+            _graph_caught_up(server)  # each run starts with nothing left to project
             log(f"  {backend} w{workers} 8 clients: {r8.events_per_s:,.0f} ev/s, "
                 f"p99 {summary(r8.latencies_ms).get('p99')} ms, "
                 f"server CPU {r8.server_cpu_s / r8.wall_s:.2f}, "
@@ -254,6 +262,7 @@ def http_config(backend: str, workers: int, single_file: Path, batch_file: Path,
             r1 = run_load(port, "/api/v1/lineage", single_file, clients=1, start=warm + n8, count=n1,
                           events_per_body=1, expect=(201,), server=server, max_seconds=size["single_s"])
             _check(r1, "1 client")
+            _graph_caught_up(server)  # each run starts with nothing left to project
             s1 = summary(r1.latencies_ms)
             log(f"  {backend} w{workers} 1 client: p50 {s1['p50']} p95 {s1['p95']} p99 {s1['p99']} ms, "
                 f"{r1.events_per_s:,.0f} ev/s")
@@ -261,15 +270,12 @@ def http_config(backend: str, workers: int, single_file: Path, batch_file: Path,
                           events_per_body=BATCH_SIZE, expect=(200,), server=server,
                           max_seconds=size["batch_s"])
             _check(b1, "batch 1 client")
+            _graph_caught_up(server)  # each run starts with nothing left to project
             b2 = run_load(port, "/api/v1/lineage/batch", batch_file, clients=2, start=nb, count=nb,
                           events_per_body=BATCH_SIZE, expect=(200,), server=server,
                           max_seconds=size["batch_s"])
             _check(b2, "batch 2 clients")
-            # Acknowledged is not yet in the graph: a read waits until the projection has caught up
-            # (read-your-writes), so its duration tells how far the graph trailed the last answer.
-            started = time.perf_counter()
-            http_get(port, "/api/v1/namespaces", api_key=server.reader_key)
-            caught_up = time.perf_counter() - started
+            caught_up = _graph_caught_up(server)
             log(f"  {backend} w{workers} batch x{BATCH_SIZE}: 1 client {b1.events_per_s:,.0f} ev/s, "
                 f"2 clients {b2.events_per_s:,.0f} ev/s; graph caught up {caught_up:.2f} s later")
             log_tail = server.log_tail(15)

@@ -179,7 +179,11 @@ class IngestService:
         result = EventResult(index, "rejected", list(outcome.errors), list(outcome.facet_warnings))
         if not outcome.ok or not isinstance(event, dict):
             return None, result
-        result.errors.extend(store_limits(event))
+        try:
+            serialized: bytes | None = orjson.dumps(event)
+        except orjson.JSONEncodeError as exc:
+            serialized, unserializable = None, exc
+        result.errors.extend(store_limits(event, serialized))
         try:
             event_time = times.normalize_time(str(event["eventTime"]))
         except (ValueError, OverflowError) as exc:
@@ -193,12 +197,12 @@ class IngestService:
                           for w in outcome.facet_warnings]).decode()
             if outcome.facet_warnings else None
         )
-        try:
-            canonical = orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
-            payload = orjson.dumps(event).decode()
-        except orjson.JSONEncodeError as exc:
-            result.errors.append(FieldError("", f"cannot be stored ({exc}); at most {MAX_JSON_DEPTH} levels"))
+        if serialized is None:
+            result.errors.append(FieldError(
+                "", f"cannot be stored ({unserializable}); at most {MAX_JSON_DEPTH} levels"))
             return None, result
+        canonical = orjson.dumps(event, option=orjson.OPT_SORT_KEYS)  # cannot fail where dumps did not
+        payload = serialized.decode()
         prepared = PreparedEvent(
             event_hash=hashlib.sha256(canonical).hexdigest(),
             kind=outcome.kind,

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
+
 from lineage.service.validation import FieldError
 
 MAX_NAMESPACE_BYTES = 256
@@ -119,10 +121,11 @@ class _Checker:
 
 
 def _fits(value: Any, limit: int | None = None, required: bool = False) -> bool:
-    """:meth:`_Checker.text` without the error (and without building its path)."""
+    """:meth:`_Checker.text` without the error (and without building its path), and without the NUL
+    check: :func:`_event_fits` looks for NUL once in the whole serialised event."""
     if not isinstance(value, str):
         return True
-    if "\x00" in value or (limit is not None and _too_long(value, limit)):
+    if limit is not None and len(value) * 4 > limit and _too_long(value, limit):
         return False
     return bool(value) or not required
 
@@ -180,11 +183,21 @@ def _dataset_fits(ds: Any) -> bool:
     return _column_lineage_fits(facets.get("columnLineage")) and _tags_fit(facets.get("tags"))
 
 
-def _event_fits(event: dict[str, Any]) -> bool:
+def _event_fits(event: dict[str, Any], serialized: bytes | None = None) -> bool:
     """True when :func:`store_limits` would find nothing: the same checks, no paths built.
 
     Nearly every event fits; building the JSON path of every checked value cost more than the checks.
+    NUL is looked for once, in ``serialized`` (the event as JSON, where every NUL of a key or a string
+    is the escape ``\\u0000``); a literal backslash-u0000 in a string only sends the event to the full
+    check, which finds nothing.
     """
+    if serialized is None:
+        try:
+            serialized = orjson.dumps(event)
+        except (orjson.JSONEncodeError, TypeError):
+            return False  # the full check (and then the caller) says what is wrong
+    if b"\\u0000" in serialized:
+        return False
     job = event.get("job")
     if isinstance(job, dict):
         job_facets = job.get("facets")
@@ -211,9 +224,10 @@ def _event_fits(event: dict[str, Any]) -> bool:
     return _dataset_fits(event.get("dataset"))
 
 
-def store_limits(event: dict[str, Any]) -> list[FieldError]:
-    """Errors for every value of a schema-valid ``event`` the store could not keep as it is."""
-    if _event_fits(event):
+def store_limits(event: dict[str, Any], serialized: bytes | None = None) -> list[FieldError]:
+    """Errors for every value of a schema-valid ``event`` the store could not keep as it is
+    (``serialized``: the event as orjson writes it, when the caller has it already)."""
+    if _event_fits(event, serialized):
         return []
     check = _Checker()
     job = event.get("job")

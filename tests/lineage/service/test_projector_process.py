@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from lineage.service import store_limits as limits
@@ -118,9 +119,13 @@ def test_the_store_limits_shortcut_agrees_with_the_full_check(monkeypatch: pytes
             _mutate(event, rng)
         fits = limits._event_fits(event)
         with monkeypatch.context() as patched:
-            patched.setattr(limits, "_event_fits", lambda _event: False)
+            patched.setattr(limits, "_event_fits", lambda _event, _serialized=None: False)
             errors = limits.store_limits(event)
-        assert fits == (not errors), errors
+        if b"\\u0000" in orjson.dumps(event):
+            # NUL anywhere sends the event to the full check, which judges only the stored fields
+            assert not fits
+        else:
+            assert fits == (not errors), errors
         full_check_found += bool(errors)
     assert full_check_found > 50  # the mutations did reach the checked fields
 
