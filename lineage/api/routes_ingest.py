@@ -95,7 +95,7 @@ async def answer_single(context: LineageContext, body: bytes) -> Answer:
         first = result.errors[0]
         where = first.path or "(event)"
         return error_answer(422, f"event does not conform to OpenLineage 2-0-2: {where}: {first.message}",
-                      result.to_json()["errors"])
+                            result.to_json()["errors"])
     answer = result.to_json()
     answer.pop("index")
     return 201, orjson.dumps(answer)

@@ -181,16 +181,37 @@ class BatchProcessPool:
                 continue
             if child not in self.children:
                 child = None  # died while idle
+        trip = asyncio.get_running_loop().run_in_executor(None, child.round_trip, body)
         try:
-            status, upto, answer = await asyncio.to_thread(child.round_trip, body)
-        except (EOFError, OSError, ValueError):
-            log.error("a batch process stopped while storing a batch; the service answers it", exc_info=True)
+            await asyncio.shield(trip)
+        except asyncio.CancelledError:
+            # The client went away; the child still finishes (its events are stored all the same):
+            # it goes back to the queue, and its events count as acknowledged, when it does.
+            trip.add_done_callback(lambda done: self._settle(child, done))
+            raise
+        except Exception:  # the child is gone: _settle logs it and forgets the child
+            pass
+        reply = self._settle(child, trip)
+        if reply is None:
+            return None
+        self.answered += 1
+        return reply
+
+    def _settle(self, child: BatchProcess, trip: asyncio.Future[tuple[int, int, bytes]]
+                ) -> tuple[int, bytes] | None:
+        """After a round trip: the child back to the queue and its events acknowledged, or, if it died
+        on the way, the child forgotten (None)."""
+        error = trip.exception()
+        if error is not None:
+            log.error("a batch process stopped while storing a batch; the service answers it",
+                      exc_info=error)
             self._forget(child)
             return None
+        status, upto, answer = trip.result()
+        assert self._idle is not None
         self._idle.put_nowait(child)
         if upto:
             self.on_stored(upto)  # before the answer leaves: reads must then wait for these events
-        self.answered += 1
         return status, answer
 
     def _forget(self, child: BatchProcess) -> None:

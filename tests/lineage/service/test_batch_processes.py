@@ -3,6 +3,7 @@ same store as the service's own path, reads that see the events at once, nothing
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import os
 import signal
@@ -146,3 +147,30 @@ def test_a_batch_waits_while_the_graph_is_far_behind(
     answer = client.post(BATCH, content=batch_body(airflow_style_events(300, seed=25)))
     assert answer.status_code == 200 and answer.json()["created"] == 300
     assert pool.held_back == 1 and next(checks, "used up") == "used up", "it waited, then stored"
+
+
+def test_a_request_cancelled_on_the_way_keeps_its_child_and_its_events(
+    store_url: str, tmp_path: Path
+) -> None:
+    context = build_context(store_url, tmp_path, batch_processes=1)
+    context.start()
+    try:
+        pool = context.batch_processes
+        assert pool is not None
+        body = batch_body(airflow_style_events(2_000, seed=28))  # a few hundred ms of the child's work
+
+        async def cancel_then_post_again() -> tuple[int, bytes] | None:
+            request = asyncio.create_task(pool.answer(body))
+            await asyncio.sleep(0.05)  # the child has the body by now
+            request.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await request
+            # the one child comes back once it is done, and answers the next request
+            return await asyncio.wait_for(pool.answer(body), 60)
+
+        answered = asyncio.run(cancel_then_post_again())
+        assert answered is not None and answered[0] == 200
+        assert orjson.loads(answered[1])["duplicate"] == 2_000, "the cancelled request's events were stored"
+        assert context.ingest.writer.acknowledged >= 2_000, "and counted acknowledged when the child finished"
+    finally:
+        context.close()
