@@ -24,7 +24,7 @@ from lineage.service.ingest import (
     batch_answer,
     decode_body,
     error_answer,
-    parse_batch,
+    parse_batch_limited,
     parse_json,
 )
 
@@ -108,12 +108,9 @@ async def answer_batch(context: LineageContext, body: bytes) -> Answer:
         if answered is not None:
             return answered
     try:
-        events = parse_batch(body, None)
+        events = parse_batch_limited(body, context.settings.max_batch_events)
     except BodyError as exc:
         return error_answer(exc.status, exc.message)
-    limit = context.settings.max_batch_events
-    if len(events) > limit:
-        return error_answer(413, f"batch holds {len(events)} events; the limit is {limit}")
     return batch_answer(await context.ingest.ingest(events))
 
 

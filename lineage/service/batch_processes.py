@@ -29,7 +29,13 @@ import orjson
 from sqlalchemy import Engine
 
 from lineage.service.child_process import PipedChild, prepare_child
-from lineage.service.ingest import BodyError, IngestService, batch_answer, error_answer, parse_batch
+from lineage.service.ingest import (
+    BodyError,
+    IngestService,
+    batch_answer,
+    error_answer,
+    parse_batch_limited,
+)
 from lineage.service.validation import EventValidator
 from lineage.store import times
 from lineage.store.db import WriterLock, create_store_engine
@@ -61,12 +67,9 @@ def answer_body(ingest: IngestService, lock: WriterLock, body: bytes, max_events
                 ) -> tuple[int, int, bytes]:
     """(status, highest id stored or 0, answer JSON) for one batch body: the child's whole job."""
     try:
-        events = parse_batch(body, None)
+        events = parse_batch_limited(body, max_events)
     except BodyError as exc:
         status, answer = error_answer(exc.status, exc.message)
-        return status, 0, answer
-    if len(events) > max_events:
-        status, answer = error_answer(413, f"batch holds {len(events)} events; the limit is {max_events}")
         return status, 0, answer
     prepared, results = ingest.prepare_all(events)
     upto = 0

@@ -161,6 +161,14 @@ def batch_answer(results: Sequence[EventResult]) -> tuple[int, bytes]:
     return (207 if summary["rejected"] else 200), orjson.dumps(answer)
 
 
+def parse_batch_limited(body: bytes, max_events: int) -> list[Any]:
+    """:func:`parse_batch`, refusing (413) a batch of more than ``max_events`` events."""
+    events = parse_batch(body, None)
+    if len(events) > max_events:
+        raise BodyError(413, f"batch holds {len(events)} events; the limit is {max_events}")
+    return events
+
+
 class IngestService:
     """Validates events and stores them through the group-commit writer."""
 

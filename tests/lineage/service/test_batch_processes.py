@@ -174,3 +174,17 @@ def test_a_request_cancelled_on_the_way_keeps_its_child_and_its_events(
         assert context.ingest.writer.acknowledged >= 2_000, "and counted acknowledged when the child finished"
     finally:
         context.close()
+
+
+def test_a_child_refuses_a_batch_over_the_event_limit(sqlite_url: str, tmp_path: Path) -> None:
+    context = build_context(sqlite_url, tmp_path, batch_processes=1, max_batch_events=100)
+    context.start()
+    try:
+        with TestClient(create_app(context), headers=auth_headers(context)) as client:
+            answer = client.post(BATCH, content=batch_body(airflow_style_events(300, seed=29)))
+            assert context.batch_processes is not None and context.batch_processes.answered == 1
+        assert answer.status_code == 413
+        assert answer.json()["message"] == "batch holds 300 events; the limit is 100"
+        assert counts(context.engine)["events"] == 0
+    finally:
+        context.close()
