@@ -18,17 +18,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import struct
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import IO, Any
 
 import orjson
 from sqlalchemy import Engine
 
-from lineage.service.child_process import PipedChild, prepare_child
+from lineage.service.child_process import PipedChild, configure_child_logging, prepare_child
 from lineage.service.ingest import (
     BodyError,
     IngestService,
@@ -89,7 +89,7 @@ def child_main() -> None:
     config = orjson.loads(stdin.readline())
     engine = create_store_engine(config["url"], pool_size=1)
     spec_dir = config.get("spec_dir")
-    ingest = IngestService(engine, EventValidator.from_spec_dir(spec_dir and os.fspath(spec_dir)),
+    ingest = IngestService(engine, EventValidator.from_spec_dir(Path(spec_dir) if spec_dir else None),
                            projector_process=False)
     lock = WriterLock(engine)
     max_events = int(config["max_events"])
@@ -232,8 +232,5 @@ class BatchProcessPool:
 
 
 if __name__ == "__main__":
-    import logging as _logging
-
-    _logging.basicConfig(level=os.environ.get("CHAINTRACE_LOG_LEVEL", "WARNING").upper(),
-                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_child_logging()
     child_main()

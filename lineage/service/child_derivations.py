@@ -20,7 +20,6 @@ JSON configuration, then one line per projection (the events it added); end of f
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from sqlalchemy import Engine
 from lineage.governance.policy import load_policy
 from lineage.monitoring import MonitoringService
 from lineage.service.audit import AuditService
-from lineage.service.child_process import PipedChild, prepare_child
+from lineage.service.child_process import PipedChild, configure_child_logging, prepare_child
 from lineage.service.classification import ClassificationService
 from lineage.store.db import create_store_engine
 
@@ -130,6 +129,5 @@ class DerivationProcess(PipedChild):
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=os.environ.get("CHAINTRACE_LOG_LEVEL", "WARNING").upper(),
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_child_logging()
     child_main()

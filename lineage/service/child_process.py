@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import os
 import signal
 import subprocess
@@ -14,6 +15,12 @@ import threading
 from collections.abc import Callable
 
 from lineage.tuning import SERVICE_GC_THRESHOLDS
+
+
+def configure_child_logging() -> None:
+    """A child's log lines go to its stderr (the service's), at CHAINTRACE_LOG_LEVEL (default WARNING)."""
+    logging.basicConfig(level=os.environ.get("CHAINTRACE_LOG_LEVEL", "WARNING").upper(),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
 
 def prepare_child(niceness: int) -> None:

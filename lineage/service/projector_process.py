@@ -26,7 +26,7 @@ from select import select as select_fds
 import orjson
 from sqlalchemy import Engine
 
-from lineage.service.child_process import PipedChild, prepare_child
+from lineage.service.child_process import PipedChild, configure_child_logging, prepare_child
 from lineage.store.db import WriterLock, create_store_engine
 from lineage.store.events import generation, lock_writers, pending_rows, projected_upto, set_projected
 from lineage.store.projector import Projection, StoredEvent, build_projection, write_values
@@ -228,5 +228,5 @@ class ProjectorProcess(PipedChild):
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_child_logging()
     child_main()
