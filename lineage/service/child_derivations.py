@@ -32,8 +32,9 @@ from sqlalchemy import Engine
 from lineage.governance.policy import load_policy
 from lineage.monitoring import MonitoringService
 from lineage.service.audit import AuditService
-from lineage.service.child_process import PipedChild, configure_child_logging, prepare_child
+from lineage.service.child_process import PipedChild, PipeLines, configure_child_logging, prepare_child
 from lineage.service.classification import ClassificationService
+from lineage.service.store_roles import RETRY_S, StoreRole
 from lineage.store.db import create_store_engine
 
 log = logging.getLogger(__name__)
@@ -88,19 +89,36 @@ class ChildDerivations:
 
 
 def child_main() -> None:
+    """Derive after each projection the parent reports, until the pipe ends.
+
+    One derivations process per store derives (the leader, see :mod:`store_roles`); with
+    ``--workers N`` the others wait, reading their pipe, and ask for the role every ``RETRY_S``: one
+    takes over when the leader's worker stops.
+    """
     prepare_child(NICENESS)
-    lines = iter(sys.stdin.buffer)
-    url, config = next(lines, None), next(lines, None)
+    lines = PipeLines(sys.stdin.fileno())
+    url, config = lines.next_line(), lines.next_line()
     if url is None or config is None:
         return
     engine = create_store_engine(url.decode().strip(), pool_size=4)
-    derivations = ChildDerivations.build(engine, orjson.loads(config))
-    derivations.start()
+    role = StoreRole(engine, "derivations")
+    derivations: ChildDerivations | None = None
     try:
-        for line in lines:
-            derivations.on_projected(int(line))
+        while True:
+            if derivations is None and role.try_take():
+                derivations = ChildDerivations.build(engine, orjson.loads(config))
+                derivations.start()
+            if derivations is None and not lines.ready(RETRY_S):
+                continue  # a follower: nothing came, ask for the role again
+            line = lines.next_line()
+            if line is None:
+                break
+            if derivations is not None:
+                derivations.on_projected(int(line))
     finally:
-        derivations.close()
+        if derivations is not None:
+            derivations.close()
+        role.release()
         engine.dispose()
 
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from select import select as select_fds
 
 from lineage.tuning import SERVICE_GC_THRESHOLDS
 
@@ -20,7 +21,7 @@ from lineage.tuning import SERVICE_GC_THRESHOLDS
 def configure_child_logging() -> None:
     """A child's log lines go to its stderr (the service's), at CHAINTRACE_LOG_LEVEL (default WARNING)."""
     logging.basicConfig(level=os.environ.get("CHAINTRACE_LOG_LEVEL", "WARNING").upper(),
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+                        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
 
 
 def prepare_child(niceness: int) -> None:
@@ -31,6 +32,28 @@ def prepare_child(niceness: int) -> None:
         os.nice(niceness)
     gc.freeze()
     gc.set_threshold(*SERVICE_GC_THRESHOLDS)
+
+
+class PipeLines:
+    """The child's end of its pipe (stdin): lines, read without blocking longer than asked."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buffer = b""
+
+    def ready(self, timeout: float) -> bool:
+        """A line (or end of file) can be read now, or came within ``timeout`` seconds."""
+        return b"\n" in self.buffer or bool(select_fds([self.fd], [], [], timeout)[0])
+
+    def next_line(self) -> bytes | None:
+        """The next line without its newline (blocking); None at end of file."""
+        while b"\n" not in self.buffer:
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                return None
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line
 
 
 class PipedChild:

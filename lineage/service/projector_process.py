@@ -16,19 +16,25 @@ again changes nothing, and a rebuild in between (the generation moved) makes the
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from select import select as select_fds
 
 import orjson
 from sqlalchemy import Engine
 
-from lineage.service.child_process import PipedChild, configure_child_logging, prepare_child
+from lineage.service.child_process import PipedChild, PipeLines, configure_child_logging, prepare_child
+from lineage.service.store_roles import StoreRole
 from lineage.store.db import WriterLock, create_store_engine
-from lineage.store.events import generation, lock_writers, pending_rows, projected_upto, set_projected
+from lineage.store.events import (
+    generation,
+    lock_writers,
+    newest_event_id,
+    pending_rows,
+    projected_upto,
+    set_projected,
+)
 from lineage.store.projector import Projection, StoredEvent, build_projection, write_values
 from lineage.tuning import paused_gc
 
@@ -56,6 +62,14 @@ BURST_MAX_LAG_S = 1.0
 # service about 10% more events/s (+10 less: the child then holds the store's write lock for longer,
 # and the service's writer waits for it).
 NICENESS = 5
+# A follower (another worker's projector) gives the leader this long to project what its service
+# stored (the leader gathers for up to BURST_MAX_LAG_S first), reading the watermark this often.
+FOLLOWER_WAIT_S = 1.5
+FOLLOWER_POLL_S = 0.05
+# The leader learns of the other workers' events (their nudges go to their own followers) by reading
+# the newest event id this often while its own pipe is quiet (an index probe), and projects them once
+# MAX_LAG_S passed since it saw them or a batch of them waits.
+LEADER_POLL_S = 0.1
 
 
 def detached_enabled(engine: Engine) -> bool:
@@ -93,11 +107,11 @@ def project_step(engine: Engine, lock: WriterLock, limit: int = CHILD_BATCH) -> 
         return len(events), last
 
 
-def _wait_for_batch(nudges: _Nudges, first: int) -> tuple[int, bool]:
+def _wait_for_batch(nudges: _Nudges, first: int) -> tuple[int, bool, bool]:
     """After a nudge, gather more for a moment: projecting 2 events costs nearly what 50 do.
 
-    Returns (highest id nudged, stop asked). An urgent nudge (a negative id: a reader waits) or a
-    quiet pipe ends the wait at once; otherwise it ends after ``MAX_LAG_S`` (``BURST_MAX_LAG_S`` and
+    Returns (highest id nudged, stop asked, urgent). An urgent nudge (a negative id: a reader waits) or
+    a quiet pipe ends the wait at once; otherwise it ends after ``MAX_LAG_S`` (``BURST_MAX_LAG_S`` and
     ``BURST_IDLE_S`` while ingest is in a burst).
     """
     upto, urgent = abs(first), first < 0
@@ -110,17 +124,16 @@ def _wait_for_batch(nudges: _Nudges, first: int) -> tuple[int, bool]:
             break
         message = nudges.next()
         if message is None:
-            return upto, True
+            return upto, True, False
         upto, urgent = max(upto, abs(message)), message < 0
-    return upto, False
+    return upto, False, urgent
 
 
-class _Nudges:
+class _Nudges(PipeLines):
     """The child's end of the nudge pipe (stdin): one id per line; end of file means stop."""
 
     def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.buffer = b""
+        super().__init__(fd)
         self.recent: deque[tuple[float, int]] = deque()  # (when, id) of the nudges of the last window
 
     def rate(self) -> float:
@@ -131,17 +144,11 @@ class _Nudges:
         span = max(time.monotonic() - recent[0][0], 1e-3)
         return (recent[-1][1] - recent[0][1]) / span
 
-    def ready(self, timeout: float) -> bool:
-        return b"\n" in self.buffer or bool(select_fds([self.fd], [], [], timeout)[0])
-
     def next(self) -> int | None:
         """The next id (blocking); None at end of file."""
-        while b"\n" not in self.buffer:
-            chunk = os.read(self.fd, 65536)
-            if not chunk:
-                return None
-            self.buffer += chunk
-        line, self.buffer = self.buffer.split(b"\n", 1)
+        line = self.next_line()
+        if line is None:
+            return None
         value = int(line)
         now = time.monotonic()
         self.recent.append((now, abs(value)))
@@ -150,47 +157,140 @@ class _Nudges:
         return value
 
 
+class _Reports:
+    """The child's reports to its parent (stdout): ``<events projected> <watermark>`` per line."""
+
+    def __init__(self) -> None:
+        self.out = sys.stdout.buffer
+        self.reported = 0
+        self.broken = False  # the parent is gone
+
+    def send(self, count: int, upto: int) -> None:
+        if not count and upto <= self.reported:
+            return
+        self.reported = max(self.reported, upto)
+        try:
+            self.out.write(f"{count} {upto}\n".encode())
+            self.out.flush()
+        except OSError:
+            self.broken = True
+
+
+def _project_pending(engine: Engine, lock: WriterLock, reports: _Reports) -> None:
+    """Project until fewer than a batch were pending; what arrives meanwhile waits for the next
+    gathering (see :func:`_wait_for_batch`)."""
+    while True:
+        try:
+            count, upto = project_step(engine, lock)
+        except Exception:  # the events are safe in the raw log; the next nudge retries
+            log.exception("projecting events in the projector process failed")
+            return
+        reports.send(count, upto)
+        if count < CHILD_BATCH:
+            return
+
+
+def _follow(engine: Engine, nudges: _Nudges, pending: int, reports: _Reports) -> tuple[int, bool, bool, bool]:
+    """A follower lets the store's leading projector (see :mod:`store_roles`) project what its service
+    stored, reporting the watermark as it moves, for at most ``FOLLOWER_WAIT_S``.
+
+    Returns (highest id nudged, stop asked, urgent, the leader covered every id nudged on entry).
+    Nudges keep being read meanwhile; an urgent one or the end of the pipe ends the wait.
+    """
+    target = pending
+    now = time.monotonic()
+    deadline, probe_at = now + FOLLOWER_WAIT_S, now
+    while True:
+        if now >= probe_at:
+            try:
+                with engine.connect() as connection:
+                    watermark = projected_upto(connection)
+            except Exception:  # the store is unreachable now: project ourselves (it retries)
+                log.warning("reading the projection watermark failed", exc_info=True)
+                return pending, False, False, False
+            reports.send(max(0, watermark - reports.reported), watermark)
+            if watermark >= target:
+                return pending, False, False, True
+            probe_at = now + FOLLOWER_POLL_S
+        if now >= deadline:
+            return pending, False, False, False
+        if nudges.ready(max(0.0, min(probe_at, deadline) - now)):
+            message = nudges.next()
+            if message is None:
+                return pending, True, False, False
+            pending = max(pending, abs(message))
+            if message < 0:
+                return pending, False, True, False
+        now = time.monotonic()
+
+
+def _next_or_others(engine: Engine, nudges: _Nudges, reported: int) -> tuple[int | None, bool]:
+    """The leader's wait: the next nudge from its own service, or events other workers stored.
+
+    Returns (the nudge, or the newest id stored elsewhere; None at end of the pipe, from the pipe).
+    """
+    seen_since = 0.0
+    while True:
+        if nudges.ready(LEADER_POLL_S):
+            return nudges.next(), True
+        try:
+            with engine.connect() as connection:
+                newest = newest_event_id(connection)
+        except Exception:  # the store is unreachable now: look again later
+            log.warning("reading the newest event id failed", exc_info=True)
+            continue
+        if newest <= reported:
+            seen_since = 0.0
+            continue
+        now = time.monotonic()
+        seen_since = seen_since or now
+        if now - seen_since >= MAX_LAG_S or newest - reported >= CHILD_BATCH:
+            return newest, False
+
+
 def child_main() -> None:
     """The child's loop: wait for nudges, project until nothing is pending, report, repeat.
 
-    The store URL is the first line of stdin (not an argument: it may hold a password).
+    One projector per store projects (the leader, see :mod:`store_roles`); with ``--workers N`` the
+    others follow: they report the leader's watermark to their service and project only for a reader
+    (an urgent nudge), when the leader is slow, or on stop. The store URL is the first line of stdin
+    (not an argument: it may hold a password).
     """
     prepare_child(NICENESS)
     nudges = _Nudges(sys.stdin.fileno())
-    url = b""
-    while b"\n" not in nudges.buffer:
-        chunk = os.read(nudges.fd, 65536)
-        if not chunk:
-            return
-        nudges.buffer += chunk
-    url, nudges.buffer = nudges.buffer.split(b"\n", 1)
-    engine = create_store_engine(url.decode(), pool_size=1)
+    url = nudges.next_line()
+    if url is None:
+        return
+    # Two connections: a follower's role request on PostgreSQL keeps one checked out once it leads.
+    engine = create_store_engine(url.decode(), pool_size=2)
     lock = WriterLock(engine)
-    out = sys.stdout.buffer
-    stopping = False
-    reported = 0
+    role = StoreRole(engine, "projector")
+    reports = _Reports()
+    pending, stopping = 0, False
     try:
-        while not stopping:
-            message = nudges.next()
-            stopping = message is None
-            if message is not None:
-                _, stopping = _wait_for_batch(nudges, message)
-            while True:
-                try:
-                    count, upto = project_step(engine, lock)
-                except Exception:  # the events are safe in the raw log; the next nudge retries
-                    log.exception("projecting events in the projector process failed")
+        while not stopping and not reports.broken:
+            urgent = False
+            if pending <= reports.reported:
+                if role.held:
+                    message, from_pipe = _next_or_others(engine, nudges, reports.reported)
+                else:
+                    message, from_pipe = nudges.next(), True
+                if message is None:
                     break
-                if count or upto > reported:
-                    reported = max(reported, upto)
-                    try:
-                        out.write(f"{count} {upto}\n".encode())
-                        out.flush()
-                    except OSError:
-                        stopping = True
-                if count < CHILD_BATCH:
-                    break  # what arrived meanwhile waits for the next gathering (see _wait_for_batch)
+                if from_pipe:
+                    pending, stopping, urgent = _wait_for_batch(nudges, message)
+                else:
+                    pending = message
+            leading = role.try_take()  # asked every round: a leader that stopped is replaced soon
+            if not (stopping or urgent or leading):
+                pending, stopping, urgent, covered = _follow(engine, nudges, pending, reports)
+                if covered:
+                    continue
+            _project_pending(engine, lock, reports)
+        if not reports.broken:
+            _project_pending(engine, lock, reports)  # on stop: whatever is still pending
     finally:
+        role.release()
         engine.dispose()
 
 

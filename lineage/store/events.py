@@ -139,6 +139,11 @@ def projected_upto(connection: Connection) -> int:
     return int(value or 0)
 
 
+def newest_event_id(connection: Connection) -> int:
+    """The highest raw event id (0 for an empty store): what any process stored last."""
+    return int(connection.execute(select(func.max(s.events.c.id))).scalar() or 0)
+
+
 def set_projected(connection: Connection, upto: int) -> None:
     updated = connection.execute(
         s.store_meta.update().where(s.store_meta.c.key == PROJECTED_KEY).values(value=str(upto))

@@ -147,7 +147,7 @@ def test_outside_a_burst_the_gathering_ends_when_the_nudges_pause() -> None:
     later = threading.Timer(0.2, os.write, (write_fd, b"20\n"))  # far past IDLE_S
     later.start()
     try:
-        assert _wait_for_batch(nudges, 10) == (10, False), "a pause of 0.2 s ends the gathering"
+        assert _wait_for_batch(nudges, 10) == (10, False, False), "a pause of 0.2 s ends the gathering"
     finally:
         later.join()
     assert nudges.next() == 20
@@ -169,10 +169,10 @@ def test_during_a_burst_the_child_gathers_through_short_pauses_and_a_reader_ends
     feeder = threading.Thread(target=feed)
     feeder.start()
     try:
-        assert _wait_for_batch(nudges, 3000) == (6000, False), "the burst's nudges are gathered together"
+        assert _wait_for_batch(nudges, 3000) == (6000, False, False), "the burst's nudges gathered together"
     finally:
         feeder.join()
     os.write(write_fd, b"7000\n-7000\n")  # a reader waits: the gathering ends at once
-    assert _wait_for_batch(nudges, nudges.next()) == (7000, False)
+    assert _wait_for_batch(nudges, nudges.next()) == (7000, False, True), "urgent"
     os.close(write_fd)
-    assert _wait_for_batch(nudges, 7000) == (7000, True), "end of the pipe: stop"
+    assert _wait_for_batch(nudges, 7000) == (7000, True, False), "end of the pipe: stop"
