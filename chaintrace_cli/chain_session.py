@@ -17,7 +17,8 @@ from typing import Any, Literal
 
 import httpx
 
-from chaintrace_cli.airflow_stack import TERMINAL_RUN_STATES, AirflowClient, AirflowError, AirflowStack
+from chaintrace_cli.airflow_client import TERMINAL_RUN_STATES, AirflowClient, AirflowError
+from chaintrace_cli.airflow_stack import AirflowStack
 from lineage.settings import LineageSettings
 from lineage.spool_format import list_events
 from lineage.store.db import create_store_engine, migrate

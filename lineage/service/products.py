@@ -15,17 +15,13 @@ run facet, so the lineage graph shows who uses what, for what.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import re
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal, cast
 
-import fsspec  # type: ignore[import-untyped]  # no stubs ship with fsspec
 import orjson
 import pyarrow as pa  # type: ignore[import-untyped]  # no stubs ship with pyarrow
 import pyarrow.csv as pacsv  # type: ignore[import-untyped]
@@ -38,6 +34,14 @@ from lineage.governance.principal import Principal
 from lineage.service.audit import AuditService
 from lineage.service.classification import ClassificationService
 from lineage.service.ingest import IngestService
+from lineage.service.product_files import (
+    csv_chunks,
+    dataset_location,
+    file_chunks,
+    locate,
+    safe_filename,
+    storage_options_from_env,
+)
 from lineage.settings import LineageSettings
 from lineage.store import audit as audit_store
 from lineage.store import schema as s
@@ -60,7 +64,6 @@ PURPOSE_OF_USE_SCHEMA = (
 RUN_EVENT_SCHEMA = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
 #: Levels whose data may only flow to the jurisdictions the policy lists.
 RESTRICTED_FLOW: frozenset[Level] = frozenset({"L3", "L4"})
-BATCH_ROWS = 65_536  # rows per streamed CSV chunk
 MAX_PURPOSE = 200  # characters: a declared purpose is a short phrase, and it goes into the audit log
 
 
@@ -142,64 +145,6 @@ def consumer_event(principal: Principal, product: Product, purpose: str, fmt: Fo
         "inputs": [{"namespace": product.namespace, "name": product.dataset}],
         "outputs": [],
     }
-
-
-def _safe_filename(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name) or "product"
-
-
-def dataset_location(namespace: str, name: str) -> str | None:
-    """The location (absolute path or URL) of a file dataset, by the OpenLineage naming spec the chain
-    names them with (``chaintrace_chain.storage.dataset_id``); None for a namespace that is not storage."""
-    if not name:
-        return None
-    if namespace == "file":
-        return name if name.startswith("/") else None
-    scheme, sep, authority = namespace.partition("://")
-    if not sep or not scheme or "/" in authority:
-        return None
-    if scheme == "memory":  # "memory://" + "/b/x": the in-process store has no authority
-        return f"memory://{name}" if name.startswith("/") and not authority else None
-    return f"{namespace}/{name.lstrip('/')}" if authority else None
-
-
-def storage_options_from_env() -> dict[str, Any]:
-    """``CHAINTRACE_DATA_STORAGE_OPTIONS`` (a JSON object), the data root's fsspec storage options."""
-    raw = os.environ.get("CHAINTRACE_DATA_STORAGE_OPTIONS", "").strip()
-    if not raw:
-        return {}
-    try:
-        options = json.loads(raw)
-    except ValueError as exc:
-        raise ValueError(f"CHAINTRACE_DATA_STORAGE_OPTIONS is not JSON: {exc}") from exc
-    if not isinstance(options, dict):
-        raise ValueError("CHAINTRACE_DATA_STORAGE_OPTIONS must be a JSON object")
-    return options
-
-
-@dataclass(frozen=True)
-class _Located:
-    """A location on an fsspec filesystem: its protocol and the path as the filesystem spells it."""
-
-    fs: Any
-    protocol: str
-    path: str
-
-    def under(self, root: _Located) -> bool:
-        base = root.path.rstrip("/")
-        # Object stores and memory keep ".." literally: a key with one never counts as under the root.
-        inside = self.path == base or self.path.startswith(base + "/")
-        return self.protocol == root.protocol and inside and ".." not in self.path.split("/")
-
-
-def _locate(location: str, options: Mapping[str, Any]) -> _Located:
-    """A location through fsspec; a local one resolved (symlinks and ``..`` followed) first."""
-    if "://" not in location or location.startswith("file://"):
-        local = Path(location.removeprefix("file://")).resolve()
-        return _Located(fsspec.filesystem("file"), "file", local.as_posix())
-    fs, path = fsspec.core.url_to_fs(location, **options)
-    protocol = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
-    return _Located(fs, str(protocol), str(path))
 
 
 class ProductService:
@@ -320,8 +265,8 @@ class ProductService:
         chosen: Format = "csv" if fmt_name == "csv" else "parquet"
         rows = parquet.metadata.num_rows
         self._grant(product, principal, purpose, chosen, rows, level)
-        chunks = _csv_chunks(handle, parquet) if chosen == "csv" else _file_chunks(handle)
-        return Download(f"{_safe_filename(name)}.{chosen}", MEDIA_TYPES[chosen], rows, chunks)
+        chunks = csv_chunks(handle, parquet) if chosen == "csv" else file_chunks(handle)
+        return Download(f"{safe_filename(name)}.{chosen}", MEDIA_TYPES[chosen], rows, chunks)
 
     def _open(self, product: Product, deny: _Denier) -> tuple[IO[bytes], pq.ParquetFile]:
         """The product's Parquet file, opened through fsspec (a local handle stays valid should the
@@ -332,9 +277,9 @@ class ProductService:
         if location is None:
             raise deny(404, not_served, "the product's dataset is not a file of any storage")
         try:
-            root = _locate(self.data_root, self.storage_options)
+            root = locate(self.data_root, self.storage_options)
             same_store = "://" not in location or location.startswith(f"{root.protocol}://")
-            found = _locate(location, self.storage_options if same_store else {})
+            found = locate(location, self.storage_options if same_store else {})
         except (OSError, RuntimeError, ValueError, ImportError) as exc:  # a symlink loop, no filesystem
             raise deny(404, gone, "the product's file cannot be resolved") from exc
         if not found.under(root):
@@ -408,31 +353,3 @@ class _Denier:
                                       subject=self.principal.name, details=details, **where))
         self.service.audit.record(entries)
         return ProductError(code, message)
-
-
-def _file_chunks(handle: IO[bytes], size: int = 1 << 20) -> Iterator[bytes]:
-    try:
-        handle.seek(0)
-        while chunk := handle.read(size):
-            yield chunk
-    finally:
-        handle.close()
-
-
-def _csv_chunks(handle: IO[bytes], parquet: pq.ParquetFile) -> Iterator[bytes]:
-    try:
-        header = True
-        for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
-            yield _csv(pa.Table.from_batches([batch]), header)
-            header = False
-        if header:  # no rows: the header alone
-            yield _csv(parquet.schema_arrow.empty_table(), True)
-    finally:
-        handle.close()
-
-
-def _csv(table: pa.Table, header: bool) -> bytes:
-    sink = pa.BufferOutputStream()
-    pacsv.write_csv(table, sink, write_options=pacsv.WriteOptions(include_header=header))
-    return bytes(sink.getvalue().to_pybytes())
-

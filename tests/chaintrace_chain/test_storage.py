@@ -13,7 +13,7 @@ import pytest
 from chaintrace_chain.settings import ChainSettings
 from chaintrace_chain.storage import ZonePath, atomic_writer, copy_atomic, dataset_id, locate
 from chaintrace_chain.zones import Zones
-from lineage.service.products import dataset_location
+from lineage.service.product_files import dataset_location
 
 NAMING = [
     # location, namespace, name
