@@ -70,6 +70,8 @@ FOLLOWER_POLL_S = 0.05
 # the newest event id this often while its own pipe is quiet (an index probe), and projects them once
 # MAX_LAG_S passed since it saw them or a batch of them waits.
 LEADER_POLL_S = 0.1
+# After a failed projection (the store down, say) the child waits this long before it tries again.
+FAILURE_PAUSE_S = 1.0
 
 
 def detached_enabled(engine: Engine) -> bool:
@@ -178,12 +180,14 @@ class _Reports:
 
 def _project_pending(engine: Engine, lock: WriterLock, reports: _Reports) -> None:
     """Project until fewer than a batch were pending; what arrives meanwhile waits for the next
-    gathering (see :func:`_wait_for_batch`)."""
+    gathering (see :func:`_wait_for_batch`). A failure pauses ``FAILURE_PAUSE_S`` (the store may be
+    down: the loop must not spin on it)."""
     while True:
         try:
             count, upto = project_step(engine, lock)
-        except Exception:  # the events are safe in the raw log; the next nudge retries
+        except Exception:  # the events are safe in the raw log; the next round retries
             log.exception("projecting events in the projector process failed")
+            time.sleep(FAILURE_PAUSE_S)
             return
         reports.send(count, upto)
         if count < CHILD_BATCH:
