@@ -7,9 +7,11 @@ one throw-away database per test session, emptied before each test that uses it.
 from __future__ import annotations
 
 import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -67,6 +69,20 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'lineage.db'}"
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, *,
+             every: Callable[[], Any] | None = None) -> Any:
+    """``predicate()``'s first truthy value, polled every 50 ms (calling ``every`` between polls);
+    AssertionError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        if every is not None:
+            every()
+        time.sleep(0.05)
+    return value
 
 
 def build_context(url: str, tmp_path: Path, **overrides: object) -> LineageContext:

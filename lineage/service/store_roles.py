@@ -20,6 +20,8 @@ import time
 
 from sqlalchemy import Connection, Engine, text
 
+from lineage.store.db import open_lock_file, sqlite_lock_path
+
 log = logging.getLogger(__name__)
 
 # A follower asks again at most this often (asking costs a query on PostgreSQL).
@@ -41,10 +43,7 @@ class StoreRole:
         self._asked = float("-inf")  # monotonic time of the last refused attempt
         self._fd: int | None = None
         self._connection: Connection | None = None
-        database = engine.url.database
-        self._path: str | None = None
-        if engine.dialect.name == "sqlite" and database and database != ":memory:":
-            self._path = f"{database}.{role}-lock"
+        self._path = sqlite_lock_path(engine, f"{role}-lock")
 
     def try_take(self) -> bool:
         """True when this process holds the role (now or already); False while another one does (it
@@ -71,7 +70,7 @@ class StoreRole:
 
     def _take_file_lock(self, path: str) -> bool:
         if self._fd is None:
-            self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self._fd = open_lock_file(path)
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

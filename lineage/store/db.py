@@ -127,6 +127,20 @@ class WalCheckpointer:
                 log.warning("WAL checkpoint failed", exc_info=True)
 
 
+def sqlite_lock_path(engine: Engine, name: str) -> str | None:
+    """``<db>.<name>`` beside a SQLite store's file (what its cross-process flocks lock); None for
+    PostgreSQL and in-memory stores, which no other process can share through a file."""
+    database = engine.url.database
+    if engine.dialect.name == "sqlite" and database and database != ":memory:":
+        return f"{database}.{name}"
+    return None
+
+
+def open_lock_file(path: str) -> int:
+    """A descriptor on the lock file ``path`` (created if missing), for ``fcntl.flock``."""
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+
 class WriterLock:
     """A cross-process lock around SQLite write transactions (an flock on ``<db>.writer-lock``).
 
@@ -136,10 +150,7 @@ class WriterLock:
     """
 
     def __init__(self, engine: Engine) -> None:
-        self._path: str | None = None
-        database = engine.url.database
-        if engine.dialect.name == "sqlite" and database and database != ":memory:":
-            self._path = database + ".writer-lock"
+        self._path = sqlite_lock_path(engine, "writer-lock")
         self._local = threading.Lock()
         self._fd: int | None = None  # opened once: the ingest writer takes this lock on every commit
 
@@ -150,7 +161,7 @@ class WriterLock:
             return
         with self._local:
             if self._fd is None:
-                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                self._fd = open_lock_file(self._path)
             fd = self._fd
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
@@ -171,7 +182,7 @@ class WriterLock:
             return True
         try:
             if self._fd is None:
-                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                self._fd = open_lock_file(self._path)
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:  # held by another process (EWOULDBLOCK), or the lock file cannot be opened
             self._local.release()

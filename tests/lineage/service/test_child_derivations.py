@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from sqlalchemy import select
 from lineage.context import LineageContext
 from lineage.monitoring.store import alerts
 from lineage.store import schema as s
-from tests.conftest import build_context
+from tests.conftest import build_context, wait_for
 
 PRODUCER = "https://github.com/chaintrace/chaintrace/tests/child-derivations"
 RUN_EVENT = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
@@ -42,15 +42,6 @@ def governed_output(minute: int) -> dict[str, Any]:
         "_producer": PRODUCER, "_schemaURL": TAGS_URL,
         "tags": [{"key": "classification", "value": "L3", "source": "test"}]}}}]
     return event
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
-    return value
 
 
 def alert_kinds(context: LineageContext) -> list[str]:

@@ -19,21 +19,9 @@ from lineage.service.validation import EventValidator
 from lineage.store.db import create_store_engine, migrate
 from lineage.store.events import graph_hash, projected_upto, rebuild
 from lineage.synthetic import airflow_style_events
-from tests.conftest import build_context
+from tests.conftest import build_context, wait_for
 
 PRODUCER = "https://github.com/chaintrace/chaintrace/tests/store-roles"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, *,
-             every: Callable[[], Any] | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        if every is not None:
-            every()
-        time.sleep(0.05)
-    return value
 
 
 def role_takers(text: str, role: str) -> list[int]:
